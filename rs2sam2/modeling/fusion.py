@@ -1,0 +1,82 @@
+"""② Bidirectional Hierarchical Fusion Module, per-block layer "BL" (paper §3.2; spec §4.1).
+
+Every Hiera block gets two adapters of hidden width ``h = int(ratio · d)``:
+
+* :class:`CrossAdapter` (official ``Space_Adapter``) sits between the block's attention and its skip
+  connection. It projects the attention output down to ``h``, lets vision query text and then text query
+  the *updated* vision (both residual, un-masked, as the official code), writes the text back as
+  ``T ← (1 − α_t)·T + α_t·text_out(t)`` and returns ``a + up(f)``.
+* :class:`MLPAdapter` (official ``MLP_Adapter``) runs parallel to the block's MLP on ``norm2(x)`` and is
+  added with weight ``α_i``.
+
+The text stream ``T`` (B, L, 256) is carried from block to block; what the last block writes is unused.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import FusionConfig
+from .attention import PackedCrossAttention
+
+
+class MLPAdapter(nn.Module):
+    """``fc2(GELU(fc1(x)))``, no skip connection."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class CrossAdapter(nn.Module):
+    """Bidirectional vision↔text cross-attention adapter (official ``Adapter_cross``)."""
+
+    def __init__(self, dim: int, hidden: int, text_dim: int, num_heads: int, text_weight: float) -> None:
+        super().__init__()
+        self.text_weight = text_weight
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.vision_attn = PackedCrossAttention(hidden, num_heads)  # vision queries text
+        self.text_attn = PackedCrossAttention(hidden, num_heads)  # text queries updated vision
+        self.text_in = nn.Linear(text_dim, hidden)
+        self.text_out = nn.Linear(hidden, text_dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        update_text: bool = True,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``x`` (B, H, W, d) attention output, ``text`` (B, L, text_dim).
+
+        Returns ``x + fc2(f)`` (B, H, W, d), the new text (B, L, text_dim) — unchanged if
+        ``update_text`` is False — and, if ``need_weights``, the vision→text attention (B, HW, L).
+        """
+        b, h, w, _ = x.shape
+        f = F.gelu(self.fc1(x)).flatten(1, 2)  # (B, HW, h)
+        t = self.text_in(text)  # (B, L, h)
+        attn, weights = self.vision_attn(f, t, t, need_weights=need_weights)
+        f = f + attn
+        if update_text:
+            t = t + self.text_attn(t, f, f)[0]
+            text = (1.0 - self.text_weight) * text + self.text_weight * self.text_out(t)
+        x = x + self.fc2(f).view(b, h, w, -1)  # (B, H, W, d)
+        return x, text, weights
+
+
+class FusionLayer(nn.Module):
+    """The BL adapters of one Hiera block with output width ``dim``."""
+
+    def __init__(self, dim: int, text_dim: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        hidden = int(dim * cfg.ratio)
+        self.adapter_scale = cfg.adapter_scale
+        self.cross_adapter = CrossAdapter(dim, hidden, text_dim, cfg.num_heads, cfg.text_weight)
+        self.mlp_adapter = MLPAdapter(dim, hidden)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> RS2SAM2Config:
+    return RS2SAM2Config.from_preset("tiny")
+
+
+@pytest.fixture()
+def tiny_model(tiny_config) -> RS2SAM2:
+    torch.manual_seed(0)
+    return RS2SAM2(tiny_config)
+
+
+def random_inputs(config: RS2SAM2Config, batch: int = 2, length: int = 7, seed: int = 0):
+    """Model inputs with the second sample's last two text tokens padded (id 3, mask False)."""
+    g = torch.Generator().manual_seed(seed)
+    s, u = config.image_size, config.union_encoder.img_size
+    ids = torch.randint(4, 200, (batch, length), generator=g)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    if batch > 1:
+        ids[1, -2:] = 3
+        ids[1, -3] = 2
+        mask[1, -2:] = False
+    return {
+        "sam_pixels": torch.randn(batch, 3, s, s, generator=g),
+        "union_pixels": torch.randn(batch, 3, u, u, generator=g),
+        "input_ids": ids,
+        "attention_mask": mask,
+    }
