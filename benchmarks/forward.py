@@ -1,0 +1,118 @@
+"""Forward latency and peak memory of RS2-SAM2 (random weights, batch 1, one image + one sentence).
+
+Each preset runs in its own subprocess so that peak RSS is that preset's alone. Prints one JSON object
+per configuration, then a summary table. Examples::
+
+    python benchmarks/forward.py                        # official + tiny, fp32, CPU
+    python benchmarks/forward.py --preset tiny --runs 20
+    python benchmarks/forward.py --preset official --dtype bfloat16 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_one(preset: str, runs: int, warmup: int, dtype: str, device: str, text_len: int) -> dict:
+    import torch
+
+    from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+    torch.manual_seed(0)
+    cfg = RS2SAM2Config.from_preset(preset)
+    t0 = time.perf_counter()
+    model = RS2SAM2(cfg).eval()
+    build_s = time.perf_counter() - t0
+    torch_dtype = getattr(torch, dtype)
+    model = model.to(device=device, dtype=torch_dtype)
+    s, u = cfg.image_size, cfg.union_encoder.img_size
+    ids = torch.randint(4, 1000, (1, text_len))
+    ids[0, 0], ids[0, -1] = 0, 2
+    inputs = {
+        "sam_pixels": torch.randn(1, 3, s, s, device=device, dtype=torch_dtype),
+        "union_pixels": torch.randn(1, 3, u, u, device=device, dtype=torch_dtype),
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones(1, text_len, dtype=torch.bool, device=device),
+    }
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = model(**inputs)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    assert torch.isfinite(out.logits.float()).all()
+    times.sort()
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    return {
+        "preset": preset,
+        "dtype": dtype,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "image_size": s,
+        "text_tokens": text_len,
+        "runs": runs,
+        "median_s": round(statistics.median(times), 4),
+        "p95_s": round(p95, 4),
+        "min_s": round(times[0], 4),
+        "build_s": round(build_s, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", action="append", help="official and/or tiny (default: both)")
+    ap.add_argument("--runs", type=int, default=None, help="timed runs (default: 3 official, 20 tiny)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--text-len", type=int, default=12, help="text tokens incl. <s> and </s>")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    presets = args.preset or ["official", "tiny"]
+    if args.child:
+        runs = args.runs or (3 if presets[0] == "official" else 20)
+        res = run_one(presets[0], runs, args.warmup, args.dtype, args.device, args.text_len)
+        print(json.dumps(res))
+        return
+    results = []
+    for preset in presets:
+        cmd = [sys.executable, __file__, "--child", "--preset", preset, "--warmup", str(args.warmup)]
+        cmd += ["--dtype", args.dtype, "--device", args.device, "--text-len", str(args.text_len)]
+        if args.runs:
+            cmd += ["--runs", str(args.runs)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(res))
+        results.append(res)
+    print(f"\n{'preset':<10}{'dtype':<10}{'threads':>8}{'median s':>10}{'p95 s':>9}{'peak RSS MB':>13}")
+    for r in results:
+        print(
+            f"{r['preset']:<10}{r['dtype']:<10}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
+            f"{r['peak_rss_mb']:>13.0f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
