@@ -177,13 +177,21 @@ def test_official_preset_parameter_counts():
     with torch.device("meta"):
         model = RS2SAM2(RS2SAM2Config.from_preset("official"))
     total = sum(p.numel() for p in model.parameters())
-    print(f"official preset: {total:,} parameters (official {OFFICIAL_TOTAL:,} minus unused {OFFICIAL_UNUSED:,})")
+    print(
+        f"official preset: {total:,} parameters "
+        f"(official {OFFICIAL_TOTAL:,} minus unused {OFFICIAL_UNUSED:,})"
+    )
     assert total == OFFICIAL_TOTAL - OFFICIAL_UNUSED == 927_045_739
     assert _count(model, "union_encoder.") == 672_702_464
     assert _count(model, "image_encoder.fusion_layers.") == 30_331_560
     assert _count(model, "sam_decoder.text_fusion.") == 263_168
     assert (
-        _count(model, "prompt_generator.class_attn.", "prompt_generator.mask_linear.", "prompt_generator.mask_product.")
+        _count(
+            model,
+            "prompt_generator.class_attn.",
+            "prompt_generator.mask_linear.",
+            "prompt_generator.mask_product.",
+        )
         == 5_249_025
     )
     assert _count(model, "prompt_generator.token_mlp.") == 1_312_000
@@ -342,7 +350,9 @@ def test_post_encoding_fusion_is_multiplicative_with_query_pe():
     ref = _mha_like(bc.attn)
     e = image.flatten(2).permute(2, 0, 1)  # (HW, B, C)
     q = e + pos.flatten(2).permute(2, 0, 1)
-    expected = (e * ref(q, text.transpose(0, 1), text.transpose(0, 1))[0]).permute(1, 2, 0).reshape(2, 8, 3, 4)
+    expected = (
+        (e * ref(q, text.transpose(0, 1), text.transpose(0, 1))[0]).permute(1, 2, 0).reshape(2, 8, 3, 4)
+    )
     torch.testing.assert_close(bc(image, pos, text), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -380,3 +390,25 @@ def test_config_json_round_trip(tmp_path):
     assert official.fusion.text_weight == 0.2 and official.fusion.adapter_scale == 0.5
     assert official.mask_threshold == 0.5 and official.mask_input_size == 256
     assert official.union_encoder.grid_size == 14 and official.union_encoder.vocab_size == 64010
+
+
+def test_dense_pe_equals_sam2_and_survives_bf16(tiny_model):
+    dec = tiny_model.sam_decoder
+    torch.testing.assert_close(dec.dense_pe(), dec.prompt_encoder.get_dense_pe(), atol=1e-6, rtol=1e-6)
+    dec.to(torch.bfloat16)
+    assert dec.dense_pe().dtype == torch.float32
+
+
+def test_bf16_weights_run_and_stay_close_to_fp32(tiny_model, tiny_config):
+    tiny_model.eval()
+    inputs = random_inputs(tiny_config, batch=1, length=6)
+    with torch.inference_mode():
+        ref = tiny_model(**inputs).logits
+        tiny_model.to(torch.bfloat16)
+        half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
+        low = tiny_model(**half).logits.float()
+    assert torch.isfinite(low).all()
+    # random weights: a loose bound on the logits; agreement of the thresholded masks
+    assert (low - ref).abs().max() < 0.25 * ref.abs().max() + 0.05
+    agree = ((low > 0.5) == (ref > 0.5)).float().mean()
+    assert agree > 0.97

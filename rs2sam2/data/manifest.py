@@ -12,9 +12,10 @@ Both benchmark readers (RRSIS-D, RefSegRS) convert to it and the synthetic gener
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -16,6 +16,7 @@ from sam2.modeling.backbones.image_encoder import FpnNeck
 from sam2.modeling.backbones.utils import window_partition, window_unpartition
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import RS2SAM2Config
 from .fusion import FusionLayer
@@ -47,6 +48,9 @@ def _on_default_device(build, **kwargs) -> nn.Module:
 
 
 class FusedImageEncoder(nn.Module):
+    # Recompute each block's activations in the backward pass instead of storing them (training memory).
+    gradient_checkpointing: bool = False
+
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
         h, neck = config.hiera, config.neck
@@ -83,7 +87,7 @@ class FusedImageEncoder(nn.Module):
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
         x = x + trunk._get_pos_embed(x.shape[1:3])
-        text = text.float()  # the official trunk carries the text stream in fp32
+        text = text.to(x.dtype)  # the official trunk carries the text stream in its own (fp32) precision
         last = len(trunk.blocks) - 1
         stage_ends = set(trunk.stage_ends)
         features: list[torch.Tensor] = []
@@ -91,7 +95,11 @@ class FusedImageEncoder(nn.Module):
         for i, (block, fusion) in enumerate(zip(trunk.blocks, self.fusion_layers)):
             want = output_attentions and i in stage_ends
             # The text written by the last block is discarded by the official model: skip computing it.
-            x, text, weights = self._block(block, fusion, x, text, update_text=i != last, need_weights=want)
+            args = (block, fusion, x, text, i != last, want)  # update_text, need_weights
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x, text, weights = checkpoint(self._block, *args, use_reentrant=False)
+            else:
+                x, text, weights = self._block(*args)
             if i in stage_ends:
                 features.append(x.permute(0, 3, 1, 2))  # (B, C, H, W)
                 if want:

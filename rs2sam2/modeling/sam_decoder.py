@@ -16,6 +16,7 @@ The ``sam2`` modules keep their names (``prompt_encoder`` ← ``sam_prompt_encod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +86,20 @@ class SAMDecoder(nn.Module):
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.trunc_normal_(self.no_mem_embed, std=0.02)  # as SAM2Base
 
+    def dense_pe(self) -> torch.Tensor:
+        """SAM2's random-Fourier dense positional encoding (1, C, h, w), always computed in fp32.
+
+        Same formula as ``PromptEncoder.get_dense_pe``, which breaks when the module is cast to bf16
+        (it multiplies an fp32 grid with the buffer): ``[sin, cos](2π · (2·xy − 1) @ G)``.
+        """
+        gaussian = self.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.float()  # (2, C/2)
+        h, w = self.prompt_encoder.image_embedding_size
+        grid = torch.ones(h, w, device=gaussian.device)
+        y = (grid.cumsum(0) - 0.5) / h
+        x = (grid.cumsum(1) - 0.5) / w
+        coords = 2 * math.pi * ((2 * torch.stack([x, y], dim=-1) - 1) @ gaussian)  # (h, w, C/2)
+        return torch.cat([coords.sin(), coords.cos()], dim=-1).permute(2, 0, 1).unsqueeze(0)
+
     def forward(
         self,
         fpn_features: list[torch.Tensor],
@@ -95,9 +110,11 @@ class SAMDecoder(nn.Module):
         """``fpn_features``: 3 levels (B, 256, S/4·2^-i, ·); ``text`` (B, L, 256); ``sparse_prompt``
         (B, 1, 256); ``dense_prompt`` (B, 1, S/4, S/4) probabilities."""
         md = self.mask_decoder
+        # sam2's FPN computes its top-down path in fp32; bring every level to the decoder's dtype.
+        fpn_features = [f.to(self.no_mem_embed.dtype) for f in fpn_features]
         high_res = [md.conv_s0(fpn_features[0]), md.conv_s1(fpn_features[1])]
         image = fpn_features[2] + self.no_mem_embed.view(1, -1, 1, 1)  # (B, 256, S/16, S/16)
-        pos = self.prompt_encoder.get_dense_pe()  # (1, 256, S/16, S/16)
+        pos = self.dense_pe().to(image.dtype)  # (1, 256, S/16, S/16)
         image = self.text_fusion(image, pos, text)
         dense = self.prompt_encoder.mask_downscaling(dense_prompt.to(image.dtype))  # (B, 256, S/16, S/16)
         masks, iou, _, obj = md(

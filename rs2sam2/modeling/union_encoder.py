@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import UnionEncoderConfig
 
@@ -138,15 +139,16 @@ class Encoder(nn.Module):
 
 
 class BEiT3(nn.Module):
+    # Recompute each layer's activations in the backward pass instead of storing them (training memory).
+    gradient_checkpointing: bool = False
+
     def __init__(self, cfg: UnionEncoderConfig) -> None:
         super().__init__()
         self.text_embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.vision_embed = VisionEmbedding(cfg)
         self.encoder = Encoder(cfg)
 
-    def forward(
-        self, pixels: torch.Tensor, input_ids: torch.Tensor, padding: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """``padding`` (B, L) True at text padding. Returns (B, 1 + N + L, C)."""
         vision = self.vision_embed(pixels)  # (B, 1+N, C)
         text = self.text_embed(input_ids)  # (B, L, C)
@@ -157,7 +159,10 @@ class BEiT3(nn.Module):
         x = x * (~is_pad).unsqueeze(-1).to(x.dtype)  # torchscale zeroes padded embeddings
         attend = (~is_pad)[:, None, None, :]  # (B, 1, 1, 1+N+L)
         for layer in self.encoder.layers:
-            x = layer(x, split, attend)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, split, attend, use_reentrant=False)
+            else:
+                x = layer(x, split, attend)
         return self.encoder.layer_norm(x, split)
 
 

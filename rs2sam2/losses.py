@@ -1,0 +1,289 @@
+"""Training losses of RS2-SAM2 (spec §6, §14.3–14.4).
+
+The official objective (``RS2-SAM2:loss/loss.py``) on the 1024×1024 upsampled decoder logits ``x``::
+
+    out   = cat([1 - x, x], dim=1)                    # 2-class pseudo-logits; p_fg = sigmoid(2x - 1)
+    L     = 0.9 * CE + 0.1 * Dice + 0.2 * L_tbl
+
+* ``CE``: cross entropy on ``out`` with class weights (0.9, 1.1), weighted mean Σ w_y·nll / Σ w_y.
+* ``Dice``: fastai-style, softmax over the 2 channels, one-hot target, per (sample, class)
+  ``dice = (2·Σp·t + eps) / (Σp + Σt + eps)``, eps = 1e-6, loss = Σ over samples and both classes of
+  ``1 - dice``.
+* ``L_tbl`` (text-guided boundary loss): ``mean((W·∇M - W·∇GT)²)`` with ``M = (sigmoid(x) > 0.5)`` (hard,
+  hence no gradient to ``x``; only the text weight ``W`` is trained by it) and ``∇`` the absolute forward
+  differences along H and along W, each zero-padded at the first row / column, summed. Note the official
+  boundary mask thresholds at logit 0 while the predicted mask (argmax of ``out``) is ``x > 0.5``; kept.
+
+Batch semantics (the official code only ever ran with one sample per GPU). For B > 1 this module computes:
+
+* CE: the class-weighted mean of each sample, then the mean over samples (``ce_reduction="per_sample"``,
+  default; = what 8 GPUs × batch 1 with DDP gradient averaging optimise). ``"pooled"`` gives
+  ``nn.CrossEntropyLoss(weight)`` over the whole batch instead (Σ over all pixels of w·nll / Σ w).
+* Dice: the sum over samples of the per-sample losses (``dice_reduction="sum"``, the official DiceLoss
+  reduction) or their mean (``"mean"``).
+* L_tbl: the mean over all pixels of all samples = the mean of the per-sample values. ``W`` multiplies its
+  own sample only — the official code multiplies a (B, H, W) weight by a (B, 1, H, W) gradient, which
+  broadcasts to (B, B, H, W) and mixes samples for B > 1; that bug is fixed here. At B = 1 every value is
+  identical to the official one.
+
+Variants (:class:`LossConfig`): ``official`` (above), ``paper`` (λ_ce = 1 as written in the paper; all else
+official) and ``differentiable`` (official weights, but the boundary loss uses the soft mask
+``sigmoid(2x - 1)`` — the 2-class softmax foreground probability — so it also sends gradient to ``x``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BoundaryMode = Literal["hard", "soft"]
+CEReduction = Literal["per_sample", "pooled"]
+DiceReduction = Literal["sum", "mean"]
+
+
+@dataclass
+class LossConfig:
+    """Weights and variants of the RS2-SAM2 objective. Defaults = the official code.
+
+    Attributes:
+        ce_weight: λ_ce (official 0.9 = ``1 - 0.1``; paper 1.0).
+        dice_weight: λ_dice (0.1).
+        boundary_weight: λ_tbl (0.2); 0 disables the boundary term.
+        class_weights: CE weights of (background, foreground), official (0.9, 1.1); ``None`` = unweighted.
+        boundary: ``"hard"`` (official: threshold sigmoid(x) > 0.5, no gradient to x) or ``"soft"``
+            (differentiable: mask = sigmoid(2x - 1)).
+        threshold: probability threshold of the hard boundary mask (official 0.5, i.e. logit x > 0).
+        dice_eps: smoothing of the Dice ratio (1e-6).
+        ce_reduction: batch reduction of CE, ``"per_sample"`` or ``"pooled"`` (see module docstring).
+        dice_reduction: batch reduction of Dice, ``"sum"`` (official) or ``"mean"``.
+    """
+
+    ce_weight: float = 0.9
+    dice_weight: float = 0.1
+    boundary_weight: float = 0.2
+    class_weights: tuple[float, float] | None = (0.9, 1.1)
+    boundary: BoundaryMode = "hard"
+    threshold: float = 0.5
+    dice_eps: float = 1e-6
+    ce_reduction: CEReduction = "per_sample"
+    dice_reduction: DiceReduction = "sum"
+
+    def __post_init__(self) -> None:
+        if self.boundary not in ("hard", "soft"):
+            raise ValueError(f"boundary must be 'hard' or 'soft', got {self.boundary!r}")
+        if self.ce_reduction not in ("per_sample", "pooled"):
+            raise ValueError(f"ce_reduction must be 'per_sample' or 'pooled', got {self.ce_reduction!r}")
+        if self.dice_reduction not in ("sum", "mean"):
+            raise ValueError(f"dice_reduction must be 'sum' or 'mean', got {self.dice_reduction!r}")
+        if self.class_weights is not None:
+            if len(self.class_weights) != 2:
+                raise ValueError("class_weights must have two entries (background, foreground)")
+            self.class_weights = (float(self.class_weights[0]), float(self.class_weights[1]))
+
+    @classmethod
+    def from_variant(cls, name: str, **overrides) -> LossConfig:
+        """``"official"``, ``"paper"`` or ``"differentiable"`` (see :data:`LOSS_VARIANTS`), then overrides."""
+        if name not in LOSS_VARIANTS:
+            raise ValueError(f"unknown loss variant {name!r}; choose from {sorted(LOSS_VARIANTS)}")
+        return dataclasses.replace(cls(**LOSS_VARIANTS[name]), **overrides)
+
+
+LOSS_VARIANTS: dict[str, dict] = {
+    "official": {},
+    "paper": {"ce_weight": 1.0},
+    "differentiable": {"boundary": "soft"},
+}
+
+
+@dataclass
+class LossOutput:
+    """Scalar loss tensors: ``total = ce_weight·ce + dice_weight·dice + boundary_weight·boundary``."""
+
+    total: Tensor
+    ce: Tensor
+    dice: Tensor
+    boundary: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """Detached Python floats, for logging."""
+        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "dice", "boundary")}
+
+
+def _as_bchw(logits: Tensor) -> Tensor:
+    if logits.dim() == 3:
+        logits = logits.unsqueeze(1)
+    if logits.dim() != 4 or logits.shape[1] != 1:
+        raise ValueError(f"logits must be (B, 1, H, W) or (B, H, W), got {tuple(logits.shape)}")
+    return logits.float()
+
+
+def _as_target(target: Tensor, logits: Tensor) -> Tensor:
+    if target.dim() == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    b, _, h, w = logits.shape
+    if tuple(target.shape) != (b, h, w):
+        raise ValueError(f"target must be (B, H, W) = {(b, h, w)}, got {tuple(target.shape)}")
+    return target.long()
+
+
+def _as_text_weight(text_weight: Tensor, logits: Tensor) -> Tensor:
+    """(B,), (B, 1), (B, 1, 1, 1): one scalar per sample -> (B, 1, 1, 1); (B, H, W) -> (B, 1, H, W)."""
+    b, _, h, w = logits.shape
+    tw = text_weight.float()
+    if tw.numel() == b:
+        return tw.reshape(b, 1, 1, 1)
+    if tuple(tw.shape) in ((b, h, w), (b, 1, h, w)):
+        return tw.reshape(b, 1, h, w)
+    raise ValueError(f"text_weight must be (B,) / (B, 1) or (B, H, W) with B={b}, got {tuple(tw.shape)}")
+
+
+def two_class_logits(logits: Tensor) -> Tensor:
+    """``cat([1 - x, x], 1)``: (B, 1, H, W) -> (B, 2, H, W); channel 1 = foreground."""
+    x = _as_bchw(logits)
+    return torch.cat([1 - x, x], dim=1)
+
+
+def cross_entropy_loss(
+    logits: Tensor,
+    target: Tensor,
+    class_weights: tuple[float, float] | None = (0.9, 1.1),
+    reduction: CEReduction = "per_sample",
+) -> Tensor:
+    """Class-weighted CE on ``cat([1-x, x])``.
+
+    Args:
+        logits: x, (B, 1, H, W).
+        target: (B, H, W) in {0, 1}.
+        class_weights: (w_bg, w_fg) or ``None``.
+        reduction: ``"per_sample"``: mean over samples of Σ w_y·nll / Σ w_y per sample; ``"pooled"``: the same
+            ratio over all pixels of the batch (``nn.CrossEntropyLoss(weight)``). Equal for B = 1.
+
+    Returns:
+        scalar tensor.
+    """
+    x = _as_bchw(logits)
+    t = _as_target(target, x)
+    out = torch.cat([1 - x, x], dim=1)
+    if class_weights is None:
+        w = torch.ones(2, dtype=x.dtype, device=x.device)
+    else:
+        w = torch.tensor(class_weights, dtype=x.dtype, device=x.device)
+    weighted_nll = F.cross_entropy(out, t, weight=w, reduction="none")  # (B, H, W) = w_y * nll
+    pixel_w = w[t]
+    if reduction == "pooled":
+        return weighted_nll.sum() / pixel_w.sum()
+    if reduction == "per_sample":
+        return (weighted_nll.flatten(1).sum(1) / pixel_w.flatten(1).sum(1)).mean()
+    raise ValueError(f"unknown CE reduction {reduction!r}")
+
+
+def dice_loss_per_sample(logits: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """fastai-style Dice on ``softmax(cat([1-x, x]))`` vs the one-hot target, summed over both classes.
+
+    Returns:
+        (B,) tensor: Σ_c (1 - (2·Σp_c·t_c + eps) / (Σp_c + Σt_c + eps)) for each sample, in [0, 2].
+    """
+    x = _as_bchw(logits)
+    t = _as_target(target, x)
+    prob = torch.softmax(torch.cat([1 - x, x], dim=1), dim=1)  # (B, 2, H, W)
+    onehot = torch.stack([(t == c) for c in range(2)], dim=1).to(prob.dtype)
+    inter = (prob * onehot).sum(dim=(2, 3))
+    union = (prob + onehot).sum(dim=(2, 3))
+    dice = (2.0 * inter + eps) / (union + eps)
+    return (1.0 - dice).sum(dim=1)
+
+
+def dice_loss(logits: Tensor, target: Tensor, eps: float = 1e-6, reduction: DiceReduction = "sum") -> Tensor:
+    """Scalar Dice loss: ``"sum"`` (official) or ``"mean"`` over samples of :func:`dice_loss_per_sample`."""
+    per_sample = dice_loss_per_sample(logits, target, eps)
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"unknown Dice reduction {reduction!r}")
+
+
+def mask_gradient(mask: Tensor) -> Tensor:
+    """Boundary map of a (B, 1, H, W) mask: ``pad_top(|M[i+1]-M[i]|) + pad_left(|M[:, j+1]-M[:, j]|)``.
+
+    Forward differences along H and along W, each zero-padded at the first row / first column so the result
+    keeps the (B, 1, H, W) shape; the two absolute differences are summed (values in [0, 2] for binary masks).
+    """
+    dy = F.pad(torch.abs(mask[:, :, 1:, :] - mask[:, :, :-1, :]), (0, 0, 1, 0))
+    dx = F.pad(torch.abs(mask[:, :, :, 1:] - mask[:, :, :, :-1]), (1, 0, 0, 0))
+    return dy + dx
+
+
+def boundary_loss(
+    logits: Tensor,
+    target: Tensor,
+    text_weight: Tensor,
+    mode: BoundaryMode = "hard",
+    threshold: float = 0.5,
+) -> Tensor:
+    """Text-guided boundary loss ``mean((W·∇M - W·∇GT)²)`` over all pixels of all samples.
+
+    Args:
+        logits: x, (B, 1, H, W).
+        target: (B, H, W) in {0, 1}.
+        text_weight: W, one scalar per sample ((B,) or (B, 1)) or per pixel ((B, H, W)); each sample's
+            weight multiplies only that sample's boundary maps.
+        mode: ``"hard"``: M = (sigmoid(x) > threshold) (official; no gradient to x);
+            ``"soft"``: M = sigmoid(2x - 1) (differentiable).
+        threshold: probability threshold of the hard mask.
+
+    Returns:
+        scalar tensor (= the mean of the per-sample values, all samples having H·W pixels).
+    """
+    x = _as_bchw(logits)
+    gt = _as_target(target, x).unsqueeze(1).to(x.dtype)
+    w = _as_text_weight(text_weight, x)
+    if mode == "hard":
+        pred = (torch.sigmoid(x) > threshold).to(x.dtype)
+    elif mode == "soft":
+        pred = torch.sigmoid(2 * x - 1)
+    else:
+        raise ValueError(f"unknown boundary mode {mode!r}")
+    return F.mse_loss(w * mask_gradient(pred), w * mask_gradient(gt))
+
+
+class RS2SAM2Loss(nn.Module):
+    """The RS2-SAM2 training objective (see module docstring), configured by :class:`LossConfig`.
+
+    ``forward(logits (B,1,H,W), target (B,H,W) in {0,1}, text_weight (B,) or (B,1)) -> LossOutput``.
+    """
+
+    def __init__(self, config: LossConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or LossConfig()
+
+    def forward(self, logits: Tensor, target: Tensor, text_weight: Tensor | None = None) -> LossOutput:
+        cfg = self.config
+        ce = cross_entropy_loss(logits, target, cfg.class_weights, cfg.ce_reduction)
+        dice = dice_loss(logits, target, cfg.dice_eps, cfg.dice_reduction)
+        if cfg.boundary_weight == 0 and text_weight is None:
+            bnd = ce.new_zeros(())
+        else:
+            if text_weight is None:
+                raise ValueError("text_weight is required when boundary_weight != 0")
+            bnd = boundary_loss(logits, target, text_weight, cfg.boundary, cfg.threshold)
+        total = cfg.ce_weight * ce + cfg.dice_weight * dice + cfg.boundary_weight * bnd
+        return LossOutput(total=total, ce=ce, dice=dice, boundary=bnd)
+
+    def extra_repr(self) -> str:
+        return repr(self.config)
+
+
+def build_loss(config: LossConfig | str | None = None, **overrides) -> RS2SAM2Loss:
+    """An :class:`RS2SAM2Loss` from a config, a variant name (``"official"``, ``"paper"``,
+    ``"differentiable"``) or ``None`` (official), with optional field overrides."""
+    if config is None or isinstance(config, str):
+        cfg = LossConfig.from_variant(config or "official", **overrides)
+    else:
+        cfg = dataclasses.replace(config, **overrides) if overrides else config
+    return RS2SAM2Loss(cfg)
