@@ -1,0 +1,624 @@
+"""Model folders and the Hub (rs2sam2.hub): save → load round trips, compact packages, offline resolution
+from a test-made Hugging Face cache, bad inputs, the model card, and push_to_hub through huggingface_hub's
+real upload code against a Hub-compatible server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from rs2sam2 import RS2SAM2, RS2SAM2Config
+from rs2sam2.cli import build_parser, main
+from rs2sam2.convert import SAM2_TO_OURS, CheckpointError, load_sam2_checkpoint, rename_key
+from rs2sam2.hub import COMPACT_PREFIXES, Evaluation, ModelCardInfo, generate_model_card, tensor_sha256
+
+from .conftest import random_inputs
+from .test_convert import official_state_dict, write_official_folder
+
+BASE_REPO = "test-org/sam2-tiny-base"
+BASE_FILE = "sam2_tiny_base.pt"
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def put_in_cache(cache: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
+    """Lay files out as huggingface_hub's cache does (refs/main → snapshots/<commit>/…)."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for name, content in files.items():
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            shutil.copyfile(content, target)
+    return snapshot
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch) -> Path:
+    """An empty HF cache, offline mode on (as the environment variables and as huggingface_hub sees them)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+
+
+def sam2_base_checkpoint(model: RS2SAM2) -> dict[str, torch.Tensor]:
+    """The SAM2-format checkpoint whose SAM2 parts equal ``model``'s (plus a memory-module key)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        name = rename_key(key, SAM2_TO_OURS, inverse=True)
+        if name is not None:
+            state[name] = value.clone()
+    state["maskmem_tpos_enc"] = torch.zeros(7, 1, 1, 4)
+    return state
+
+
+# ----------------------------------------------------------------------------------- round trips
+def test_fp32_round_trip_is_exact(tmp_path, tiny_model):
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "rs2sam2" and config["package"] == {
+        "dtype": "float32",
+        "omitted_prefixes": [],
+    }
+    loaded = RS2SAM2.from_pretrained(folder)
+    # Equal config and bit-identical tensors (parameters and the prompt encoder's buffer) = identical outputs.
+    assert loaded.config == tiny_model.config and same_weights(loaded, tiny_model)
+    assert not loaded.training and loaded.dtype == torch.float32
+    assert [n for n, p in loaded.named_parameters() if p.requires_grad] == [
+        n for n, p in tiny_model.named_parameters() if p.requires_grad
+    ]
+
+
+def test_bf16_package_is_half_the_size_and_close(tmp_path, tiny_model):
+    full = tiny_model.save_pretrained(tmp_path / "fp32")
+    half = tiny_model.save_pretrained(tmp_path / "bf16", dtype=torch.bfloat16)
+    size = lambda f: (f / "model.safetensors").stat().st_size  # noqa: E731
+    assert 0.49 < size(half) / size(full) < 0.51
+    assert {v.dtype for v in load_file(half / "model.safetensors").values()} == {torch.bfloat16}
+    loaded = RS2SAM2.from_pretrained(half)  # float32 model holding bf16-rounded weights
+    assert loaded.dtype == torch.float32
+    inputs = random_inputs(tiny_model.config, batch=1)
+    with torch.no_grad():
+        ref, out = tiny_model.eval()(**inputs), loaded(**inputs)
+    # Stated tolerance for bf16 weights: |Δ| ≤ 5e-3 + 2 % of |ref| on logits and pseudo-mask.
+    torch.testing.assert_close(out.logits, ref.logits, atol=5e-3, rtol=2e-2)
+    torch.testing.assert_close(out.pseudo_mask, ref.pseudo_mask, atol=5e-3, rtol=2e-2)
+    as_bf16 = RS2SAM2.from_pretrained(half, dtype=torch.bfloat16)
+    assert as_bf16.dtype == torch.bfloat16
+
+
+def test_save_with_processor_and_load_the_predictor_offline(tmp_path, tiny_model, offline_cache):
+    from rs2sam2 import RS2SAM2Predictor, RS2SAM2Processor
+    from rs2sam2.tokenization import make_test_tokenizer
+
+    tok_dir = make_test_tokenizer(tmp_path / "tok", vocab_size=120)
+    processor = RS2SAM2Processor.from_pretrained(tok_dir, tiny_model.config)
+    folder = tiny_model.save_pretrained(tmp_path / "m", processor=processor)
+    assert (folder / "tokenizer_config.json").is_file()
+    put_in_cache(
+        offline_cache, "test-org/rs2sam2-tiny", {f"rrsisd/{k}": v for k, v in folder_files(folder).items()}
+    )
+    predictor = RS2SAM2Predictor.from_pretrained("test-org/rs2sam2-tiny", subfolder="rrsisd")
+    assert same_weights(predictor.model, tiny_model)
+    pred = predictor.predict(torch.rand(40, 60, 3).mul(255).byte().numpy(), "the red roof on the left")
+    assert pred.mask.shape == (40, 60)
+
+
+# ---------------------------------------------------------------------------------- offline / Hub
+def test_from_pretrained_resolves_repo_and_subfolder_from_the_cache_offline(
+    tmp_path, tiny_model, offline_cache
+):
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    put_in_cache(
+        offline_cache, "test-org/rs2sam2", {f"refseg/{k}": v for k, v in folder_files(folder).items()}
+    )
+    assert same_weights(RS2SAM2.from_pretrained("test-org/rs2sam2", subfolder="refseg"), tiny_model)
+
+    start = time.monotonic()
+    with pytest.raises(
+        FileNotFoundError, match=r"no weights in Hub repo 'test-org/rs2sam2' \(subfolder 'rrsisd'\).*offline"
+    ):
+        RS2SAM2.from_pretrained("test-org/rs2sam2", subfolder="rrsisd")
+    with pytest.raises(FileNotFoundError, match=r"Hub repo 'test-org/absent'.*offline"):
+        RS2SAM2.from_pretrained("test-org/absent")
+    assert time.monotonic() - start < 10  # a clear error, not a network wait
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RS2SAM2.from_pretrained(tmp_path / "no-such-folder")
+
+
+def test_unreachable_hub_falls_back_to_the_cache_quickly(tmp_path, tiny_model, offline_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    put_in_cache(offline_cache, "test-org/rs2sam2", folder_files(folder))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: connection refused
+    start = time.monotonic()
+    assert same_weights(RS2SAM2.from_pretrained("test-org/rs2sam2"), tiny_model)
+    with pytest.raises(FileNotFoundError, match=r"Hub repo 'test-org/absent' \[Hub unreachable"):
+        RS2SAM2.from_pretrained("test-org/absent")
+    assert time.monotonic() - start < 20  # no per-file retry storm
+    with pytest.raises(FileNotFoundError, match="no subfolder 'x'"):
+        RS2SAM2.from_pretrained(folder, subfolder="x")
+
+
+def test_official_release_layout_in_the_cache(tmp_path, tiny_config, tiny_model, offline_cache, caplog):
+    """ReeF2025/RS2-SAM2-style repo: rrsisd/{config.json, pytorch_model.bin, tokenizer files}."""
+    from rs2sam2 import RS2SAM2Processor
+
+    state = official_state_dict(tiny_model, seed=5)
+    src = write_official_folder(tmp_path / "rrsisd", state, fmt="bin")
+    put_in_cache(offline_cache, "ReeF2025/RS2-SAM2", {f"rrsisd/{k}": v for k, v in folder_files(src).items()})
+    with caplog.at_level("INFO", logger="rs2sam2"):
+        model = RS2SAM2.from_pretrained("ReeF2025/RS2-SAM2", subfolder="rrsisd", config=tiny_config)
+    assert "official RS2-SAM2 checkpoint; converting" in caplog.text
+    assert torch.equal(model.text_proj.weight, state["text_feat_linear.weight"])
+    processor = RS2SAM2Processor.from_pretrained("ReeF2025/RS2-SAM2", model.config, subfolder="rrsisd")
+    assert len(processor.tokenizer) >= model.config.tokenizer.min_vocab_size
+
+
+def test_convert_cli_from_an_official_repo(tmp_path, tiny_model, offline_cache):
+    state = official_state_dict(tiny_model, seed=6)
+    src = write_official_folder(tmp_path / "refseg", state, fmt="safetensors")
+    put_in_cache(offline_cache, "ReeF2025/RS2-SAM2", {f"refseg/{k}": v for k, v in folder_files(src).items()})
+    out = tmp_path / "converted"
+    argv = ["convert", "ReeF2025/RS2-SAM2", str(out), "--subfolder", "refseg", "--preset", "tiny"]
+    assert main([*argv, "--dtype", "bfloat16"]) == 0
+    for name in (
+        "sentencepiece.bpe.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+    ):
+        assert (out / name).read_bytes() == (src / name).read_bytes()  # copied verbatim
+    model = RS2SAM2.from_pretrained(out)
+    assert torch.equal(
+        model.prompt_generator.mask_linear.weight, state["mask_linear.weight"].bfloat16().float()
+    )
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert (
+        card.data.base_model == ["ReeF2025/RS2-SAM2"] and "Converted from the official RS2-SAM2" in card.text
+    )
+    # Without --preset the tiny checkpoint does not fit the official architecture: a clear error, exit 1.
+    assert main(["convert", "ReeF2025/RS2-SAM2", str(tmp_path / "x"), "--subfolder", "refseg"]) == 1
+
+
+# --------------------------------------------------------------------------------------- compact
+def test_compact_package_reassembles_from_the_base_in_the_cache(tmp_path, tiny_model, offline_cache):
+    base_file = tmp_path / BASE_FILE
+    torch.save({"model": sam2_base_checkpoint(tiny_model)}, base_file)
+    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: base_file})
+    report = load_sam2_checkpoint(tiny_model, BASE_REPO, filename=BASE_FILE)  # records the base
+    assert report.ignored == ["maskmem_tpos_enc"]
+    assert tiny_model.config.base_model == {"repo_id": BASE_REPO, "filename": BASE_FILE}
+
+    full = tiny_model.save_pretrained(tmp_path / "full")
+    compact = tiny_model.save_pretrained(tmp_path / "compact", compact=True, dtype=torch.bfloat16)
+    stored = load_file(compact / "model.safetensors")
+    assert not any(k.startswith(COMPACT_PREFIXES) for k in stored)
+    config = json.loads((compact / "config.json").read_text())
+    assert config["package"] == {"dtype": "bfloat16", "omitted_prefixes": list(COMPACT_PREFIXES)}
+    frozen = {k: v for k, v in tiny_model.state_dict().items() if k.startswith(COMPACT_PREFIXES)}
+    assert config["base_model"] == {
+        "repo_id": BASE_REPO,
+        "filename": BASE_FILE,
+        "sha256": tensor_sha256(frozen),
+    }
+    assert (compact / "model.safetensors").stat().st_size < 0.5 * (full / "model.safetensors").stat().st_size
+
+    loaded = RS2SAM2.from_pretrained(compact)
+    state = loaded.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frozen.items())  # exact: restored from the fp32 base
+    assert torch.equal(state["text_proj.weight"], tiny_model.text_proj.weight.detach().bfloat16().float())
+
+    # A different base under the same name: the checksum catches it.
+    tampered = sam2_base_checkpoint(tiny_model)
+    tampered["image_encoder.trunk.blocks.0.attn.qkv.weight"] += 1e-3
+    torch.save({"model": tampered}, base_file)
+    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: base_file})
+    with pytest.raises(CheckpointError, match="does not match this package: sha256"):
+        RS2SAM2.from_pretrained(compact)
+    # No base in the cache (offline): a clear error naming the file.
+    shutil.rmtree(offline_cache / f"models--{BASE_REPO.replace('/', '--')}")
+    with pytest.raises(FileNotFoundError, match=f"'{BASE_FILE}' not found in Hub repo '{BASE_REPO}'"):
+        RS2SAM2.from_pretrained(compact)
+
+
+def test_sam2_base_by_hub_repo_id(tmp_path, tiny_model, offline_cache):
+    """``load_sam2_checkpoint(model, "facebook/sam2-hiera-tiny")``: file name from sam2's table, via cache."""
+    torch.save({"model": sam2_base_checkpoint(tiny_model)}, tmp_path / "sam2_hiera_tiny.pt")
+    put_in_cache(
+        offline_cache, "facebook/sam2-hiera-tiny", {"sam2_hiera_tiny.pt": tmp_path / "sam2_hiera_tiny.pt"}
+    )
+    report = load_sam2_checkpoint(tiny_model, "facebook/sam2-hiera-tiny")
+    assert report.source == "facebook/sam2-hiera-tiny/sam2_hiera_tiny.pt" and report.ignored == [
+        "maskmem_tpos_enc"
+    ]
+    assert tiny_model.config.base_model == {
+        "repo_id": "facebook/sam2-hiera-tiny",
+        "filename": "sam2_hiera_tiny.pt",
+    }
+    with pytest.raises(FileNotFoundError, match="not a file or folder, nor a known SAM2 Hub repo"):
+        load_sam2_checkpoint(tiny_model, "someone/unknown-sam2")
+
+
+def test_compact_refuses_weights_that_differ_from_the_base(tmp_path, tiny_model, offline_cache):
+    base = sam2_base_checkpoint(tiny_model)
+    with torch.no_grad():
+        tiny_model.image_encoder.neck.convs[0].conv.bias.add_(1.0)
+    torch.save({"model": base}, tmp_path / BASE_FILE)
+    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: tmp_path / BASE_FILE})
+    tiny_model.config.base_model = {"repo_id": BASE_REPO, "filename": BASE_FILE}
+    with pytest.raises(ValueError, match=r"frozen tensors differ from base .*neck\.convs\.0\.conv\.bias"):
+        tiny_model.save_pretrained(tmp_path / "c", compact=True)
+    tiny_model.config.base_model = {}
+    with pytest.raises(CheckpointError, match="base_model lacks"):
+        tiny_model.save_pretrained(tmp_path / "c", compact=True)
+
+
+# ---------------------------------------------------------------------------------- bad inputs
+def test_bad_packages_raise_clear_errors(tmp_path, tiny_model):
+    folder = tiny_model.save_pretrained(tmp_path / "ok")
+    weights = folder / "model.safetensors"
+    good = load_file(weights)
+
+    def variant(name: str, state: dict[str, torch.Tensor] | None = None, config: str | None = None) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        if state is not None:
+            save_file(state, str(out / "model.safetensors"))
+        else:
+            os.link(weights, out / "model.safetensors")
+        (out / "config.json").write_text(config or (folder / "config.json").read_text())
+        return out
+
+    truncated = variant("truncated", config=None)
+    (truncated / "model.safetensors").unlink()
+    (truncated / "model.safetensors").write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        RS2SAM2.from_pretrained(truncated)
+
+    nan = dict(good)
+    nan["prompt_generator.mask_linear.weight"] = nan["prompt_generator.mask_linear.weight"].clone()
+    nan["prompt_generator.mask_linear.weight"][0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"non-finite .*prompt_generator\.mask_linear\.weight"):
+        RS2SAM2.from_pretrained(variant("nan", nan))
+
+    wrong = {**good, "text_proj.weight": torch.zeros(5, 5)}
+    with pytest.raises(CheckpointError, match=r"shape mismatches: text_proj\.weight: checkpoint \(5, 5\)"):
+        RS2SAM2.from_pretrained(variant("shape", wrong))
+
+    missing = {k: v for k, v in good.items() if k != "sam_decoder.no_mem_embed"}
+    extra = {**good, "decoder.head.weight": torch.zeros(2)}
+    with pytest.raises(CheckpointError, match=r"missing keys: sam_decoder\.no_mem_embed"):
+        RS2SAM2.from_pretrained(variant("missing", missing))
+    with pytest.raises(CheckpointError, match=r"unexpected keys: decoder\.head\.weight"):
+        RS2SAM2.from_pretrained(variant("extra", extra))
+    lenient = RS2SAM2.from_pretrained(tmp_path / "extra", strict=False)
+    assert same_weights(lenient, tiny_model)
+
+    with pytest.raises(CheckpointError, match="model_type 'bert'"):
+        RS2SAM2.from_pretrained(variant("bert", config=json.dumps({"model_type": "bert"})))
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        RS2SAM2.from_pretrained(variant("json", config="{not json"))
+    with pytest.raises(CheckpointError, match="not a valid rs2sam2 config"):
+        RS2SAM2.from_pretrained(
+            variant("fields", config=json.dumps({"model_type": "rs2sam2", "hiera": {"x": 1}}))
+        )
+    no_weights = variant("noweights")
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="looked for model.safetensors"):
+        RS2SAM2.from_pretrained(no_weights)
+    sam2_file = tmp_path / "sam2.safetensors"  # a SAM2 checkpoint is not a model folder
+    save_file({"no_mem_embed": torch.zeros(1, 1, 4)}, str(sam2_file))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RS2SAM2.from_pretrained(sam2_file)
+
+
+def test_the_mixins_own_save_and_load_go_through_the_strict_hooks(tmp_path, tiny_model):
+    from huggingface_hub import ModelHubMixin
+
+    ModelHubMixin.save_pretrained(tiny_model, tmp_path / "m")  # → RS2SAM2._save_pretrained
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "rs2sam2"
+    loaded = ModelHubMixin.from_pretrained.__func__(RS2SAM2, tmp_path / "m")  # → RS2SAM2._from_pretrained
+    assert same_weights(loaded, tiny_model)
+
+
+def test_sharded_weights_load(tmp_path, tiny_model):
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(folder / name))
+    index = {"weight_map": {k: name for name, part in shards.items() for k in part}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert same_weights(RS2SAM2.from_pretrained(folder), tiny_model)
+
+
+# --------------------------------------------------------------------------------------- model card
+def test_model_card_metadata_and_body(tiny_config):
+    from huggingface_hub import ModelCard
+
+    config = RS2SAM2Config.from_dict(
+        {**tiny_config.to_dict(), "base_model": {"repo_id": "facebook/sam2-hiera-large"}}
+    )
+    info = ModelCardInfo(
+        model_name="RS2-SAM2 (RRSIS-D)",
+        repo_id="someone/rs2sam2-rrsisd",
+        datasets=["someone/rrsis-d"],
+        evaluations=[
+            Evaluation("RRSIS-D", "test", {"mIoU": 66.72, "oIoU": 78.99, "Pr@0.5": 77.56}, "someone/rrsis-d")
+        ],
+    )
+    text = str(generate_model_card(config, info, num_parameters=123_000_000))
+    card = ModelCard(text)
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "rs2sam2" and meta["license"] == "apache-2.0"
+    assert meta["base_model"] == ["facebook/sam2-hiera-large"] and meta["datasets"] == ["someone/rrsis-d"]
+    assert {"rs2sam2", "remote-sensing", "referring-image-segmentation"} <= set(meta["tags"])
+    results = meta["model-index"][0]["results"][0]
+    assert {m["name"]: m["value"] for m in results["metrics"]} == {
+        "mIoU": 66.72,
+        "oIoU": 78.99,
+        "Pr@0.5": 77.56,
+    }
+    assert results["dataset"]["split"] == "test"
+    assert 'RS2SAM2Predictor.from_pretrained("someone/rs2sam2-rrsisd")' in text
+    assert "| RRSIS-D | test | 66.72 | 78.99 | 77.56 |" in text
+    assert (
+        "arXiv:2503.07266" in text
+        and "github.com/rongfu-dsb/RS2-SAM2" in text
+        and "123.0 M parameters" in text
+    )
+
+
+# ------------------------------------------------------------------------------ push (fake Hub)
+class FakeHub:
+    """Just the Hub endpoints huggingface_hub's upload path calls: repo create, README YAML validation,
+    preupload, the LFS batch API + object PUT, and the NDJSON commit. Anything else is a 404, recorded."""
+
+    LFS_SUFFIXES = (".safetensors", ".bin", ".model")  # as the Hub's default .gitattributes
+
+    def __init__(self) -> None:
+        self.repos: dict[
+            str, dict
+        ] = {}  # repo_id → {"private": bool, "files": {path: bytes}, "commits": int}
+        self.lfs: dict[str, bytes] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.auth: set[str] = set()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+            def reply(self, status: int, payload: dict | None = None) -> None:
+                data = json.dumps(payload or {}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                hub.calls.append(("POST", self.path))
+                hub.auth.add(self.headers.get("Authorization", ""))
+                path, data = self.path.split("?")[0], self.body()
+                if path == "/api/repos/create":
+                    req = json.loads(data)
+                    repo_id = f"{req['organization']}/{req['name']}"
+                    if repo_id in hub.repos:
+                        return self.reply(
+                            409,
+                            {
+                                "error": "You already created this model repo",
+                                "url": f"{hub.endpoint}/{repo_id}",
+                            },
+                        )
+                    hub.repos[repo_id] = {
+                        "private": req.get("visibility") == "private",
+                        "files": {},
+                        "commits": 0,
+                    }
+                    return self.reply(200, {"url": f"{hub.endpoint}/{repo_id}"})
+                if path == "/api/validate-yaml":
+                    return self.reply(200, {"errors": [], "warnings": []})
+                parts = path.strip("/").split("/")
+                if path.endswith(".git/info/lfs/objects/batch"):
+                    objects = json.loads(data)["objects"]
+                    return self.reply(
+                        200,
+                        {
+                            "transfer": "basic",
+                            "objects": [
+                                {
+                                    "oid": o["oid"],
+                                    "size": o["size"],
+                                    "actions": {"upload": {"href": f"{hub.endpoint}/lfs-objects/{o['oid']}"}},
+                                }
+                                for o in objects
+                            ],
+                        },
+                    )
+                if parts[:2] == ["api", "models"] and parts[4] == "preupload":
+                    files = json.loads(data)["files"]
+                    modes = [
+                        {
+                            "path": f["path"],
+                            "uploadMode": "lfs"
+                            if f["path"].endswith((".safetensors", ".model"))
+                            else "regular",
+                            "shouldIgnore": False,
+                        }
+                        for f in files
+                    ]
+                    return self.reply(200, {"files": modes})
+                if parts[:2] == ["api", "models"] and parts[4] == "commit":
+                    repo = hub.repos[f"{parts[2]}/{parts[3]}"]
+                    for line in data.decode().splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            repo["files"][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                        elif item["key"] == "lfsFile":
+                            repo["files"][item["value"]["path"]] = hub.lfs[item["value"]["oid"]]
+                    repo["commits"] += 1
+                    oid = hashlib.sha1(str(repo["commits"]).encode()).hexdigest()
+                    url = f"{hub.endpoint}/{parts[2]}/{parts[3]}/commit/{oid}"
+                    return self.reply(200, {"commitUrl": url, "commitOid": oid, "success": True})
+                return self.reply(404, {"error": f"not implemented: POST {path}"})
+
+            def do_PUT(self) -> None:
+                hub.calls.append(("PUT", self.path))
+                oid = self.path.rsplit("/", 1)[-1]
+                data = self.body()
+                if hashlib.sha256(data).hexdigest() != oid:
+                    return self.reply(400, {"error": "sha256 mismatch"})
+                hub.lfs[oid] = data
+                return self.reply(200)
+
+            def do_GET(self) -> None:
+                hub.calls.append(("GET", self.path))
+                return self.reply(404, {"error": f"not implemented: GET {self.path}"})
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def fake_hub(monkeypatch):
+    from huggingface_hub import constants
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        # The fake server speaks the LFS protocol, not Xet's content-addressed storage.
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield hub
+
+
+def test_push_to_hub_uploads_a_loadable_package(tmp_path, tiny_model, fake_hub):
+    from rs2sam2 import RS2SAM2Processor
+    from rs2sam2.tokenization import make_test_tokenizer
+
+    processor = RS2SAM2Processor.from_pretrained(
+        make_test_tokenizer(tmp_path / "tok", vocab_size=120), tiny_model.config
+    )
+    url = tiny_model.push_to_hub(
+        "someone/rs2sam2-tiny", processor=processor, private=True, token="hf_fake_token"
+    )
+    assert url.startswith(f"{fake_hub.endpoint}/someone/rs2sam2-tiny/commit/")
+    repo = fake_hub.repos["someone/rs2sam2-tiny"]
+    assert repo["private"] and repo["commits"] == 1 and fake_hub.auth == {"Bearer hf_fake_token"}
+    files = repo["files"]
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer_config.json"} <= set(files)
+    # The weights went through the LFS batch API and a PUT of their bytes; small files inline in the commit.
+    lfs_files = [name for name in files if name.endswith(FakeHub.LFS_SUFFIXES)]
+    assert sum(method == "PUT" for method, _ in fake_hub.calls) == len(lfs_files) >= 1
+    endpoints = {(m, p.split("?")[0]) for m, p in fake_hub.calls if m != "PUT"}
+    assert endpoints - {("GET", "/api/agent-harnesses")} == {
+        ("POST", "/api/repos/create"),
+        ("POST", "/api/validate-yaml"),  # the README's YAML metadata
+        ("POST", "/api/models/someone/rs2sam2-tiny/preupload/main"),
+        ("POST", "/someone/rs2sam2-tiny.git/info/lfs/objects/batch"),
+        ("POST", "/api/models/someone/rs2sam2-tiny/commit/main"),
+    }
+    assert json.loads(files["config.json"])["model_type"] == "rs2sam2"
+    assert 'from_pretrained("someone/rs2sam2-tiny")' in files["README.md"].decode()
+    received = tmp_path / "received"
+    received.mkdir()
+    for name, data in files.items():
+        (received / name).write_bytes(data)
+    assert same_weights(RS2SAM2.from_pretrained(received), tiny_model)
+
+
+def test_push_cli(tmp_path, tiny_model, fake_hub, capsys):
+    folder = tiny_model.save_pretrained(tmp_path / "m", dtype=torch.float16)
+    assert main(["push", str(folder), "someone/pushed", "--token", "hf_cli"]) == 0
+    assert capsys.readouterr().out.strip().startswith(f"{fake_hub.endpoint}/someone/pushed/commit/")
+    repo = fake_hub.repos["someone/pushed"]
+    assert (
+        not repo["private"]
+        and repo["files"]["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+    )
+    assert main(["push", str(folder), "someone/pushed"]) == 0  # existing repo: 409 on create is fine
+    assert repo["commits"] == 2
+    (tmp_path / "notmodel").mkdir()
+    assert main(["push", str(tmp_path / "notmodel"), "someone/x"]) == 1
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_cli_registers_convert_and_push():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"convert", "push"} <= set(sub.choices)
+    args = build_parser().parse_args(
+        ["convert", "src", "out", "--subfolder", "rrsisd", "--dtype", "bfloat16"]
+    )
+    assert (args.src, args.out, args.subfolder, args.dtype, args.compact) == (
+        "src",
+        "out",
+        "rrsisd",
+        "bfloat16",
+        False,
+    )
+    args = build_parser().parse_args(["push", "folder", "me/repo", "--private"])
+    assert (args.folder, args.repo_id, args.private, args.token) == ("folder", "me/repo", True, None)
