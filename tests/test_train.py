@@ -1,0 +1,323 @@
+"""Trainer: the loss goes down, exact resume, atomic checkpoints, DDP = single process, schedules, data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rs2sam2 import RS2SAM2, RS2SAM2Config
+from rs2sam2.cli import main
+from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
+from rs2sam2.data.synthetic import generate_dataset
+from rs2sam2.processing import RS2SAM2Processor
+from rs2sam2.tokenization import make_test_tokenizer
+from rs2sam2.train import (
+    Collate,
+    EpochDecay,
+    TrainConfig,
+    Trainer,
+    TrainingSet,
+    load_checkpoint,
+    seed_everything,
+    set_gradient_checkpointing,
+)
+
+# Small enough for CPU tests: 64² SAM2 input and a text table sized to the 123-token test tokenizer.
+IMAGE_SIZE = 64
+VOCAB_SIZE = 128
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> SimpleNamespace:
+    """Tokenizer, a 4-image synthetic dataset (4 train, 2 val, 2 test samples) and a tiny config file."""
+    root = tmp_path_factory.mktemp("train_ws")
+    tokenizer = make_test_tokenizer(root / "tokenizer", vocab_size=120)
+    generate_dataset(
+        root / "data", 4, seed=0, size=64, splits=(0.5, 0.25, 0.25), expressions_per_image=2,
+        write_rrsisd=False,
+    )  # fmt: skip
+    d = RS2SAM2Config.from_preset("tiny").to_dict()
+    d["image_size"] = IMAGE_SIZE
+    d["union_encoder"]["vocab_size"] = VOCAB_SIZE
+    config = RS2SAM2Config.from_dict(d)
+    config.to_json(root / "config.json")
+    return SimpleNamespace(root=root, tokenizer=tokenizer, data=root / "data", config=config)
+
+
+def _build(ws: SimpleNamespace, seed: int = 0) -> tuple[RS2SAM2, RS2SAM2Processor]:
+    seed_everything(seed)
+    return RS2SAM2(ws.config), RS2SAM2Processor.from_pretrained(ws.tokenizer, ws.config)
+
+
+def _trainer(ws, out: Path, seed: int = 0, val: bool = True, **overrides) -> Trainer:
+    model, processor = _build(ws, seed)
+    settings = {"epochs": 1, "log_every": 1, "progress": False, "device": "cpu", **overrides}
+    cfg = TrainConfig(output_dir=str(out), **settings)
+    val_set = open_dataset(ws.data, "val") if val else None
+    return Trainer(model, processor, open_dataset(ws.data, "train"), cfg, val_dataset=val_set)
+
+
+def _records(path: Path, drop=("time", "samples_per_s")) -> list[dict]:
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in drop}
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+
+
+@torch.no_grad()
+def _mean_loss(trainer: Trainer) -> float:
+    """Official loss of the current model over the training samples, one at a time, in eval mode."""
+    trainer.model.eval()
+    collate = Collate(trainer.processor)
+    total = 0.0
+    for i in range(len(trainer.train_set)):
+        batch = collate([trainer.train_set[i]])
+        inputs = {k: batch[k] for k in ("sam_pixels", "union_pixels", "input_ids", "attention_mask")}
+        out = trainer.model(**inputs)
+        total += float(trainer.loss_fn(out.logits, batch["target"], out.text_weight).total)
+    return total / len(trainer.train_set)
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_short_training_lowers_the_loss(ws, tmp_path):
+    trainer = _trainer(ws, tmp_path, val=False, epochs=2, base_lr=1e-3, fusion_lr=1e-3)
+    before = _mean_loss(trainer)
+    result = trainer.train()
+    after = _mean_loss(trainer)
+    assert result["epoch"] == 2 and result["step"] == 8  # 4 samples, batch 1
+    assert after < 0.8 * before, (before, after)
+    records = _records(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 9))
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    assert {"loss", "ce", "dice", "boundary", "lr_base", "lr_fusion_mpg"} <= set(records[0])
+    # Without a val split the "best" folder follows the latest epoch; it is a loadable model folder.
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    assert (tmp_path / "best" / "sentencepiece.bpe.model").is_file()
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["image_size"] == IMAGE_SIZE
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch):
+    """Checkpoints at steps 3, 4 (epoch end), 6 and 8; the run dies right after writing step 6 (mid-epoch
+    2, after a validation and a best-model save, inside a 4-step logging window) and a fresh process (other
+    init seed) resumes it."""
+    kw = dict(epochs=2, save_every_steps=3, log_every=4, occlusion=True)
+    ref = _trainer(ws, tmp_path / "ref", **kw)
+    ref.train()
+
+    original = Trainer.save_checkpoint
+
+    def save_then_die(self: Trainer):
+        path = original(self)
+        if self.step == 6:
+            raise _Killed
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        _trainer(ws, tmp_path / "run", **kw).train()
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["epoch_batches"]) == (1, 6, 2)
+
+    resumed = _trainer(ws, tmp_path / "run", seed=123, **kw)
+    resumed.train(resume=tmp_path / "run" / "checkpoint.pt")
+
+    ref_state, new_state = ref.model.state_dict(), resumed.model.state_dict()
+    assert ref_state.keys() == new_state.keys()
+    for k in ref_state:
+        assert torch.equal(ref_state[k], new_state[k]), k
+    ref_opt, new_opt = ref.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    for i in ref_opt:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(ref_opt[i][name], new_opt[i][name])
+    assert _records(tmp_path / "ref" / "metrics.jsonl") == _records(tmp_path / "run" / "metrics.jsonl")
+    assert json.loads((tmp_path / "ref" / "best.json").read_text()) == json.loads(
+        (tmp_path / "run" / "best.json").read_text()
+    )
+
+
+def test_cli_resume_continues_a_max_steps_run(ws, tmp_path):
+    args = ["train", "--data", str(ws.data), "--out", str(tmp_path), "--config", str(ws.root / "config.json"),
+            "--tokenizer", str(ws.tokenizer), "--val-split", "none", "--log-every", "1",
+            "--no-progress"]  # fmt: skip
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch_batches"] == 1
+    assert main([*args, "--max-steps", "2", "--resume"]) == 0
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (ckpt["step"], ckpt["epoch_batches"]) == (2, 2)
+    assert [r["step"] for r in _records(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_checkpoint_write_is_atomic(ws, tmp_path, monkeypatch):
+    trainer = _trainer(ws, tmp_path, val=False)
+    path = trainer.save_checkpoint()
+    before = path.read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).add_(1.0)
+
+    def crash_mid_write(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    fresh = _trainer(ws, tmp_path, seed=5, val=False)
+    fresh.load_state_dict(load_checkpoint(path))  # the previous checkpoint still loads, strictly
+    first = next(iter(fresh.model.state_dict()))
+    expected = next(iter(trainer.model.state_dict().values())) - 1.0
+    torch.testing.assert_close(fresh.model.state_dict()[first], expected, rtol=0, atol=1e-6)
+
+
+def test_torchrun_two_processes_match_single_process(ws, tmp_path):
+    """2 processes × batch 1 (gloo, DDP gradient averaging) vs 1 process × batch 1 × 2 accumulation steps:
+    the same global batches, so the same updates up to float summation order (tolerance 1e-5)."""
+    common = [
+        "train", "--data", str(ws.data), "--config", str(ws.root / "config.json"),
+        "--tokenizer", str(ws.tokenizer), "--epochs", "1", "--log-every", "1", "--no-progress",
+        "--device", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "rs2sam2.cli", *common, "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*common, "--out", str(tmp_path / "single"), "--grad-accumulation", "2"]) == 0
+
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    single = load_checkpoint(tmp_path / "single" / "checkpoint.pt")
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert ddp["step"] == single["step"] == 2
+    moved = 0
+    initial = _build(ws, seed=2401)[0].state_dict()  # both CLI runs seed 2401 before building
+    for k, v in single["model"].items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=0, atol=1e-5, msg=k)
+        moved += int(not torch.equal(v, initial[k]))
+    assert moved > 100  # the comparison is not vacuous: training changed the weights
+    ddp_rec = _records(tmp_path / "ddp" / "metrics.jsonl")
+    single_rec = _records(tmp_path / "single" / "metrics.jsonl")
+    losses = [(a["loss"], b["loss"]) for a, b in zip(ddp_rec, single_rec) if a["event"] == "train"]
+    assert len(losses) == 2
+    for a, b in losses:
+        assert a == pytest.approx(b, abs=1e-5)
+    val = [r for r in ddp_rec if r["event"] == "val"]
+    assert val and val[0]["num_samples"] == 2  # sharded validation gathered from both ranks
+
+
+# ---------------------------------------------------------------------------------------- components
+def test_gradient_checkpointing_keeps_outputs_and_gradients(ws):
+    model, _ = _build(ws)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[0, 10, 20, 30, 2]])
+    inputs = {
+        "sam_pixels": torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g),
+        "union_pixels": torch.randn(1, 3, 224, 224, generator=g),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids, dtype=torch.bool),
+    }
+    results = []
+    for enabled in (False, True):
+        set_gradient_checkpointing(model, enabled)
+        model.zero_grad()
+        out = model(**inputs)
+        (out.logits.square().mean() + out.text_weight.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.logits.detach(), grads))
+    (ref_logits, ref_grads), (ckpt_logits, ckpt_grads) = results
+    assert torch.equal(ref_logits, ckpt_logits)
+    assert ref_grads.keys() == ckpt_grads.keys()
+    for n in ref_grads:
+        torch.testing.assert_close(ckpt_grads[n], ref_grads[n], rtol=1e-5, atol=1e-7, msg=n)
+
+
+def test_learning_rate_schedules():
+    def factors(cfg: TrainConfig) -> list[float]:
+        decay = EpochDecay.from_config(cfg)
+        return [decay(e) for e in range(cfg.epochs)]
+
+    official = factors(TrainConfig(epochs=60, schedule="official"))
+    assert official[:50] == [1.0] * 50 and official[50:] == [0.1] * 10
+    assert factors(TrainConfig(epochs=40, schedule="official")) == [1.0] * 40  # RRSIS-D never decays
+    assert factors(TrainConfig(epochs=40, schedule="paper")) == [1.0] * 30 + [0.1] * 10
+    assert factors(TrainConfig(epochs=5, schedule="constant")) == [1.0] * 5
+
+
+def test_optimizer_groups_and_lr_decay_in_the_trainer(ws, tmp_path):
+    trainer = _trainer(ws, tmp_path, val=False, epochs=3, schedule="paper", decay_epochs=1)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["base"]["lr"] == 5e-5 and groups["fusion_mpg"]["lr"] == 1e-4
+    assert all(g["weight_decay"] == 0.01 for g in groups.values())
+    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in groups.values() for p in g["params"]) == n_trainable
+    for _ in range(2):
+        trainer.scheduler.step()
+    assert groups["base"]["lr"] == pytest.approx(5e-6) and groups["fusion_mpg"]["lr"] == pytest.approx(1e-5)
+    # "full" (training from scratch) also optimises the SAM2 trunk and neck.
+    full = _trainer(ws, tmp_path, val=False, freeze_policy="full")
+    optimised = {id(p) for g in full.optimizer.param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in full.model.parameters()}
+    assert n_trainable < sum(p.numel() for p in full.model.parameters())
+
+
+def test_bf16_is_refused_on_cpu(ws, tmp_path):
+    with pytest.raises(ValueError, match="CUDA only"):
+        _trainer(ws, tmp_path, precision="bf16")
+
+
+class _Items(list):
+    """Referring items plus the ``samples`` (split, ref group) :class:`TrainingSet` reads for occlusion."""
+
+    samples: list
+
+
+def test_training_set_resizes_the_mask_with_nearest_and_occludes_deterministically(ws, tmp_path):
+    img = np.full((40, 50, 3), 200, dtype=np.uint8)
+    mask = np.zeros((40, 50), dtype=bool)
+    mask[10:20, 5:45] = True
+    image = Image.fromarray(img)
+    items = _Items({"image": image, "mask": mask, "expression": "the roof", "id": str(i)} for i in range(4))
+    items.samples = [SimpleNamespace(split="train", group=str(i)) for i in range(4)]
+    _, processor = _build(ws)
+    occlusion = OcclusionAugmentation(fraction=0.5, min_boxes=2, max_boxes=3, box_size=8, seed=7)
+    ts = TrainingSet(items, processor, occlusion=occlusion, seed=7)
+    assert len(ts.occluded) == 2
+    plain = next(i for i in range(4) if i not in ts.occluded)
+    hidden = next(iter(ts.occluded))
+    a = ts[plain]
+    assert a["sam_pixels"].shape == (3, IMAGE_SIZE, IMAGE_SIZE) and a["union_pixels"].shape == (3, 224, 224)
+    assert a["target"].dtype == torch.int64 and set(a["target"].unique().tolist()) == {0, 1}
+    expected = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((IMAGE_SIZE,) * 2, Image.NEAREST))
+    assert torch.equal(a["target"], torch.from_numpy(expected.astype(np.int64)))
+    assert torch.equal(a["sam_pixels"], ts[plain]["sam_pixels"])  # not occluded: untouched
+    first = ts[hidden]["sam_pixels"]
+    assert not torch.equal(first, a["sam_pixels"])  # black boxes pasted
+    assert torch.equal(first, ts[hidden]["sam_pixels"])  # same epoch, same boxes
+    ts.epoch = 1
+    assert not torch.equal(first, ts[hidden]["sam_pixels"])  # new epoch, new boxes
