@@ -1,0 +1,442 @@
+"""The ``rs2sam2 predict`` command: segment what a sentence refers to in one image, or in a CSV batch.
+
+GeoTIFF / COG and other GDAL rasters go through :mod:`rs2sam2.geo` (bands, stretch, nodata, tiling,
+georeferenced outputs); plain PNG / JPEG / BMP / WebP images in ``single`` mode go straight through
+:meth:`RS2SAM2Predictor.predict` and give PNG masks (0/255).
+
+Exit codes: 0 every input succeeded, 1 at least one input failed (or the model could not be loaded),
+2 usage error (bad arguments or CSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+AUTO = "auto"  # ``--geojson`` / ``--gpkg`` without a path: next to the mask
+
+_EPILOG = """\
+modes:
+  single          the whole image at the model's input size (default)
+  tiles           sliding windows of --tile-size (a multiple of the model input) with --overlap pixels;
+                  logits merged by --merge in overlaps; written window row by window row (bounded memory)
+  coarse-to-fine  the decimated scene locates the object, its window is segmented again at full resolution
+
+batch CSV: columns image,expression[,out]; relative paths are relative to the CSV file. Default mask
+names are <out-dir>/<image stem>_<row>_mask.tif (GeoTIFF input) or .png (PNG/JPEG input).
+
+exit codes: 0 all inputs succeeded, 1 some inputs failed, 2 usage error
+
+examples:
+  rs2sam2 predict scene.tif "the large lake in the north" --out lake.tif --geojson lake.geojson
+  rs2sam2 predict big.tif "the airport runway" --mode tiles --tile-size 1024 --overlap 256 --bands 3,2,1
+  rs2sam2 predict --batch pairs.csv --out-dir masks/ --geojson
+"""
+
+
+class UsageError(ValueError):
+    """A bad argument: reported with exit code 2."""
+
+
+def parse_bands(text: str) -> tuple[int, ...]:
+    """``"3,2,1"`` → ``(3, 2, 1)`` (1-based band numbers, 1 or 3 of them)."""
+    try:
+        bands = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated band numbers like 3,2,1, got {text!r}"
+        ) from None
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 band numbers >= 1 (1-based), got {text!r}")
+    return bands
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``predict`` on the ``rs2sam2`` command."""
+    from .geo import MERGES, MODES
+
+    p = subparsers.add_parser(
+        "predict",
+        help="segment what a sentence refers to in an image (GeoTIFF, PNG, JPEG) or a CSV batch",
+        description="Segment what a sentence refers to in one image, or in each row of a CSV batch.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "image", nargs="?", metavar="IMAGE", help="input image: GeoTIFF/COG (any GDAL raster), PNG or JPEG"
+    )
+    p.add_argument(
+        "text", nargs="?", metavar="TEXT", help='the referring expression, e.g. "the red-roofed building"'
+    )
+    p.add_argument("--batch", metavar="CSV", type=Path, help="CSV with columns image,expression[,out]")
+    p.add_argument("--model", help="model folder or Hub repo id (default: the bundled tiny model)")
+    p.add_argument("--subfolder", help="subfolder of --model holding the weights")
+    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the model's)")
+    p.add_argument(
+        "--out", type=Path, help="mask file: .tif (GeoTIFF, keeps CRS) or .png (default: <image>_mask.*)"
+    )
+    p.add_argument("--out-dir", type=Path, help="batch mode: folder for masks without an out column")
+    p.add_argument(
+        "--geojson",
+        nargs="?",
+        const=AUTO,
+        metavar="PATH",
+        help="also write polygons as GeoJSON (source CRS); without PATH next to the mask",
+    )
+    p.add_argument(
+        "--gpkg",
+        nargs="?",
+        const=AUTO,
+        metavar="PATH",
+        help="also write polygons as GeoPackage (needs pyogrio)",
+    )
+    p.add_argument("--mode", choices=MODES, default="single", help="how to cover the image (default: single)")
+    p.add_argument(
+        "--bands", type=parse_bands, help="1-based bands to show as R,G,B, e.g. 3,2,1 or 4 (default: 1,2,3)"
+    )
+    p.add_argument(
+        "--tile-size", type=_positive_int, help="tiles mode: window side, a multiple of the model input"
+    )
+    p.add_argument("--overlap", type=_non_negative_int, help="tiles mode: overlap in pixels (default tile/4)")
+    p.add_argument("--merge", choices=MERGES, default="mean", help="tiles mode: logits in overlaps")
+    p.add_argument(
+        "--margin", type=float, default=0.25, help="coarse-to-fine: window margin (object fraction)"
+    )
+    p.add_argument("--threshold", type=float, help="logit threshold (default: the model's, 0.5)")
+    p.add_argument(
+        "--mask-value", type=int, choices=(1, 255), help="foreground value (default: 1 in .tif, 255 in .png)"
+    )
+    p.add_argument("--summary", type=Path, metavar="JSON", help="write every input's result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+@dataclass
+class Job:
+    """One (image, expression) pair; ``row`` is the CSV row number (1 = first data row)."""
+
+    image: Path
+    text: str
+    out: Path | None = None
+    row: int = 1
+
+
+@dataclass
+class JobResult:
+    """What happened to one job (``error`` set when it failed)."""
+
+    image: str
+    text: str
+    row: int
+    ok: bool = False
+    out: str | None = None
+    vectors: list[str] = field(default_factory=list)
+    score: float = 0.0
+    foreground_pixels: int = 0
+    area: float | None = None
+    area_unit: str | None = None
+    messages: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def load_predictor(model: str | None, subfolder: str | None, device: str | None) -> Any:
+    """The predictor the command uses (tests replace this function)."""
+    from .predictor import RS2SAM2Predictor
+
+    return RS2SAM2Predictor.from_pretrained(model, subfolder=subfolder, device=device)
+
+
+def is_plain_image(path: Path) -> bool:
+    """PNG / JPEG / …: never georeferenced, read with PIL."""
+    return path.suffix.lower() in PLAIN_SUFFIXES
+
+
+def read_batch(csv_path: Path) -> list[Job]:
+    """Jobs from a CSV with columns image,expression[,out] (paths relative to the CSV's folder)."""
+    if not csv_path.is_file():
+        raise UsageError(f"batch file not found: {csv_path}")
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = {"image", "expression"} - set(columns)
+        if missing:
+            raise UsageError(f"{csv_path}: missing column(s) {sorted(missing)}; found {columns}")
+        base = csv_path.parent
+        jobs = []
+        for i, raw in enumerate(reader, start=1):
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            out = Path(row["out"]) if row.get("out") else None
+            jobs.append(
+                Job(
+                    image=base / row["image"] if row["image"] else Path(),
+                    text=row["expression"],
+                    out=None if out is None else base / out,
+                    row=i,
+                )
+            )
+    if not jobs:
+        raise UsageError(f"{csv_path}: no rows")
+    return jobs
+
+
+def _default_out(job: Job, out_dir: Path | None, batch: bool) -> Path:
+    suffix = ".png" if is_plain_image(job.image) else ".tif"
+    name = f"{job.image.stem}_{job.row:04d}_mask{suffix}" if batch else f"{job.image.stem}_mask{suffix}"
+    return (out_dir or job.image.parent) / name
+
+
+def _vector_paths(args: argparse.Namespace, mask_out: Path) -> list[Path]:
+    paths = []
+    for value, suffix in ((args.geojson, ".geojson"), (args.gpkg, ".gpkg")):
+        if value is not None:
+            paths.append(mask_out.with_suffix(suffix) if value == AUTO else Path(value))
+    return paths
+
+
+def run_job(
+    predictor: Any, job: Job, args: argparse.Namespace, model_id: str, *, batch: bool, progress: Any = None
+) -> JobResult:
+    """Predict one pair, write its mask (and vectors); errors are returned, not raised."""
+    from .geo import GeoWarning
+
+    result = JobResult(image=str(job.image), text=job.text, row=job.row)
+    try:
+        if not job.text:
+            raise ValueError("empty expression")
+        if job.image == Path():
+            raise ValueError("empty image path")
+        if not job.image.is_file():
+            raise FileNotFoundError(f"image file not found: {job.image}")
+        out = job.out or _default_out(job, args.out_dir, batch)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GeoWarning)
+            if is_plain_image(job.image) and args.mode == "single":
+                vectors = _predict_plain(predictor, job, out, args, result)
+            else:
+                vectors = _predict_geo(predictor, job, out, args, result, progress)
+            paths = _vector_paths(args, out)
+            if paths:
+                polygons = vectors(model_id)
+                result.vectors += [str(polygons.write(path)) for path in paths]
+        for w in caught:
+            if not issubclass(w.category, GeoWarning):  # not ours to summarise: show it as Python would
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            elif str(w.message) not in result.messages:
+                result.messages.append(str(w.message))
+        result.out, result.ok = str(out), True
+    except Exception as e:  # one bad input must not stop a batch; the message says what went wrong
+        result.error = f"{type(e).__name__}: {e}"
+    return result
+
+
+def _predict_plain(predictor: Any, job: Job, out: Path, args: argparse.Namespace, result: JobResult) -> Any:
+    from PIL import Image
+
+    from .geo import mask_vectors
+    from .processing import load_image
+
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"a {job.image.suffix} input gives a PNG mask; got --out {out.name}")
+    bands = None if args.bands is None else [b - 1 for b in args.bands]
+    pred = predictor.predict(load_image(job.image), job.text, threshold=args.threshold, bands=bands)
+    value = args.mask_value or 255
+    Image.fromarray(pred.mask.astype(np.uint8) * np.uint8(value)).save(out)
+    result.score, result.foreground_pixels = float(pred.score), int(pred.mask.sum())
+    result.area, result.area_unit = float(result.foreground_pixels), "square pixel"
+    return lambda model_id: mask_vectors(pred.mask, text=job.text, score=pred.score, model_id=model_id)
+
+
+def _predict_geo(
+    predictor: Any, job: Job, out: Path, args: argparse.Namespace, result: JobResult, progress: Any
+) -> Any:
+    from .geo import mask_vectors, predict_raster
+
+    value = args.mask_value or (255 if out.suffix.lower() == ".png" else 1)
+    geo = predict_raster(
+        predictor,
+        job.image,
+        job.text,
+        out,
+        mode=args.mode,
+        bands=args.bands,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        merge=args.merge,
+        threshold=args.threshold,
+        margin=args.margin,
+        mask_value=value,
+        progress=progress,
+    )
+    result.score, result.foreground_pixels = geo.score, geo.foreground_pixels
+    result.area, result.area_unit = geo.area, geo.area_unit
+    result.messages += geo.messages
+
+    def vectors(model_id: str) -> Any:
+        if out.suffix.lower() == ".png":  # a PNG mask has no georeferencing: use the source's
+            from PIL import Image
+
+            with Image.open(out) as im:
+                mask = np.asarray(im) > 0
+            return mask_vectors(
+                mask,
+                text=job.text,
+                score=geo.score,
+                model_id=model_id,
+                transform=geo.transform if geo.crs else None,
+                crs=geo.crs,
+            )
+        return mask_vectors(out, text=job.text, score=geo.score, model_id=model_id)
+
+    return vectors
+
+
+def _check_args(args: argparse.Namespace) -> list[Job]:
+    """The jobs to run, or :class:`UsageError`."""
+    if args.batch is not None:
+        if args.image or args.text:
+            raise UsageError("give either IMAGE TEXT or --batch CSV, not both")
+        if args.out is not None:
+            raise UsageError("--out names one mask; in batch mode use an out column or --out-dir")
+        if any(v not in (None, AUTO) for v in (args.geojson, args.gpkg)):
+            raise UsageError("in batch mode --geojson/--gpkg take no path (files go next to each mask)")
+        return read_batch(args.batch)
+    if not args.image or args.text is None:
+        raise UsageError("expected IMAGE and TEXT (or --batch CSV)")
+    if not args.text.strip():
+        raise UsageError("TEXT is empty")
+    if args.out is not None and args.out.suffix.lower() not in (".tif", ".tiff", ".png"):
+        raise UsageError(f"--out must end in .tif, .tiff or .png, got {args.out.name!r}")
+    return [Job(Path(args.image), args.text.strip(), args.out)]
+
+
+def _check_tiling(args: argparse.Namespace, input_size: int) -> None:
+    if args.tile_size is not None and args.tile_size % input_size:
+        raise UsageError(f"--tile-size must be a multiple of the model input size {input_size}")
+    tile = args.tile_size or input_size
+    if args.overlap is not None and args.overlap >= tile:
+        raise UsageError(f"--overlap must be smaller than the tile size {tile}")
+
+
+def _report(res: JobResult) -> str:
+    if not res.ok:
+        return f"FAILED {res.image} {res.text!r}: {res.error}"
+    area = "" if res.area is None else f", {res.area:.6g} {res.area_unit}"
+    extra = "".join(f" + {v}" for v in res.vectors)
+    stats = f"score {res.score:.3f}, {res.foreground_pixels} px{area}"
+    return f"{res.image} {res.text!r} -> {res.out}{extra} ({stats})"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``rs2sam2 predict``; returns the exit code."""
+    try:
+        jobs = _check_args(args)
+    except UsageError as e:
+        print(f"rs2sam2 predict: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        predictor = load_predictor(args.model, args.subfolder, args.device)
+    except Exception as e:  # the message of a failed load (missing folder, bad weights) is what matters
+        print(f"rs2sam2 predict: cannot load the model: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        _check_tiling(args, int(predictor.model.config.image_size))
+    except UsageError as e:
+        print(f"rs2sam2 predict: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    from .predictor import DEFAULT_MODEL
+
+    model_id = str(args.model or DEFAULT_MODEL.name) + (f"/{args.subfolder}" if args.subfolder else "")
+    start = time.perf_counter()
+    if args.batch is not None:
+        results = _run_batch(predictor, jobs, args, model_id)
+    else:
+        results = [_run_single(predictor, jobs[0], args, model_id)]
+    elapsed = time.perf_counter() - start
+    failed = [r for r in results if not r.ok]
+    if args.batch is not None:
+        print(
+            f"summary: {len(results)} pairs, {len(results) - len(failed)} succeeded, {len(failed)} failed, "
+            f"{elapsed:.1f} s"
+        )
+        for r in failed:
+            print(f"  row {r.row}: {r.image}: {r.error}")
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        summary = {"results": [asdict(r) for r in results], "seconds": elapsed}
+        args.summary.write_text(json.dumps(summary, indent=2))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_single(predictor: Any, job: Job, args: argparse.Namespace, model_id: str) -> JobResult:
+    """One pair, with a progress bar over windows in tiles / coarse-to-fine mode."""
+    from tqdm import tqdm
+
+    quiet = args.no_progress or args.mode == "single"
+    with tqdm(desc="windows", unit="win", disable=quiet, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        res = run_job(predictor, job, args, model_id, batch=False, progress=progress)
+    print(_report(res), file=sys.stdout if res.ok else sys.stderr)
+    for message in res.messages:
+        print(f"warning: {message}", file=sys.stderr)
+    return res
+
+
+def _run_batch(predictor: Any, jobs: list[Job], args: argparse.Namespace, model_id: str) -> list[JobResult]:
+    """Every CSV row, with a progress bar over rows; a failed row is reported and the batch goes on."""
+    from tqdm import tqdm
+
+    results: list[JobResult] = []
+    bar = tqdm(jobs, desc="predict", unit="pair", disable=args.no_progress, file=sys.stderr)
+    for job in bar:
+        res = run_job(predictor, job, args, model_id, batch=True)
+        results.append(res)
+        bar.write(_report(res), file=sys.stdout)
+        for message in res.messages:
+            bar.write(f"warning: row {res.row}: {message}", file=sys.stderr)
+        bar.set_postfix(failed=sum(not r.ok for r in results))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rs2sam2.predict_cli …`` (same as ``rs2sam2 predict …``)."""
+    parser = argparse.ArgumentParser(prog="rs2sam2")
+    sub = parser.add_subparsers(dest="command")
+    add_cli_parser(sub)
+    args = parser.parse_args(["predict", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
