@@ -9,6 +9,7 @@ result JSON). Every failure a person can cause ends in a :class:`gradio.Error` w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -51,10 +52,17 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_MAX_AGE_S = 3600.0
 # Masks and logits are made at native size: bound the pixels one request may hold in memory.
 MAX_PIXELS = 8192 * 8192
+# Loaded models kept in memory (each custom model id loads one): the oldest non-bundled one goes first.
+MAX_CACHED_MODELS = 3
+# Sessions whose state (display image, fused features, attentions: a few MB each) Gradio keeps in memory;
+# the oldest are dropped beyond this (Gradio's default is 10 000). Passed to ``demo.launch`` in app.py.
+STATE_SESSION_CAPACITY = 200
 
 _predictors: dict[str, RS2SAM2Predictor] = {}
 _load_lock = threading.Lock()
 _output_root = Path(tempfile.gettempdir()) / "rs2sam2-app"
+PRUNE_EVERY_S = 60.0
+_last_prune = -PRUNE_EVERY_S
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -95,12 +103,18 @@ def split_model_id(model_id: str) -> tuple[str | Path | None, str | None]:
 
 def get_predictor(model_id: str = BUNDLED_MODEL_ID) -> RS2SAM2Predictor:
     """The cached predictor for ``model_id``, loading it on first use (one load at a time)."""
-    if model_id in _predictors:
-        return _predictors[model_id]
+    predictor = _predictors.get(model_id)
+    if predictor is not None:
+        return predictor
     with _load_lock:
-        if model_id not in _predictors:
-            _predictors[model_id] = _load_predictor(model_id)
-    return _predictors[model_id]
+        predictor = _predictors.get(model_id)
+        if predictor is None:
+            predictor = _load_predictor(model_id)
+            while len(_predictors) >= MAX_CACHED_MODELS:  # bound memory: forget the oldest other model
+                others = [k for k in _predictors if k != BUNDLED_MODEL_ID] or list(_predictors)
+                _predictors.pop(others[0], None)
+            _predictors[model_id] = predictor
+    return predictor
 
 
 def _load_predictor(model_id: str) -> RS2SAM2Predictor:
@@ -218,7 +232,8 @@ def prepare_image(image: Image.Image | np.ndarray, bands: Sequence[int] | None) 
         raise gr.Error(
             f"Band {max(bands) + 1} does not exist: the image has {n} band{'s' if n > 1 else ''} (1–{n})."
         )
-    if bands is None and n not in (1, 3, 4):
+    grey_alpha = isinstance(image, Image.Image) and image.mode in ("LA", "PA")  # to_rgb drops the alpha
+    if bands is None and n not in (1, 3, 4) and not grey_alpha:
         raise gr.Error(
             f"The image has {n} bands. Type which three to show as red, green, blue in 'Bands' "
             f"(1-based, e.g. 3,2,1)."
@@ -306,8 +321,11 @@ def segment(
         raise gr.Error(f"Could not segment this input: {e}") from e
     shown = vis.downscale_for_display(np.asarray(rgb))
     shown_mask = vis.downscale_for_display(prediction.mask)
+    tokens = token_strings(predictor, text)
+    notes = text_notes(predictor, text, tokens)
     result = vis.result_dict(prediction, model_id=model_id)
     result["probability_threshold"] = float(threshold)
+    result["warnings"] = notes
     png, js = _write_downloads(prediction, result)
     features, attention = render_stage(prediction, shown, stage, MEAN_TOKEN)
     return SegmentResult(
@@ -316,11 +334,11 @@ def segment(
         features=features,
         attention=attention,
         mask_overlay=vis.overlay_mask(shown, shown_mask),
-        summary=summarize(result),
+        summary="\n\n".join([summarize(result), *(f"⚠️ {note}" for note in notes)]),
         mask_png=png,
         result_json=js,
         result=result,
-        tokens=token_strings(predictor, text),
+        tokens=tokens,
         display_image=shown,
         prediction=prediction,
     )
@@ -345,6 +363,27 @@ def token_strings(predictor: RS2SAM2Predictor, text: str) -> list[str]:
     ids, mask = predictor.processor.tokenize([text])
     real = ids[0][mask[0]].tolist()
     return [str(t) for t in predictor.processor.tokenizer.convert_ids_to_tokens(real)]
+
+
+def text_notes(predictor: RS2SAM2Predictor, text: str, tokens: Sequence[str]) -> list[str]:
+    """What the model could not read of the expression: the part beyond its text length, or every word
+    (when no token of ``tokens`` — the attended ones, ``<s> … </s>`` — is more than a word boundary)."""
+    from .tokenization import clean_text
+
+    notes = []
+    limit = predictor.processor.max_text_tokens
+    n = len(predictor.processor.tokenizer(clean_text(text))["input_ids"])
+    if n > limit:
+        notes.append(
+            f"The expression has {n - 2} tokens; the model reads only the first {limit - 2}, the rest was "
+            "ignored."
+        )
+    if not any(t.strip("\u2581 ") for t in tokens[1:-1]):
+        notes.append(
+            "None of the words is in the model's vocabulary, so the mask does not depend on the expression; "
+            "try other words."
+        )
+    return notes
 
 
 def token_choices(tokens: Sequence[str]) -> list[str]:
@@ -380,8 +419,13 @@ def render_stage(
 
 
 def _output_folder() -> Path:
-    """A fresh folder for one request's files (old ones are pruned)."""
-    _prune_outputs()
+    """A fresh folder for one request's files (old ones are pruned, at most once every minute: pruning
+    looks at every folder, which under load would cost each request a scan of thousands)."""
+    global _last_prune
+    now = time.monotonic()
+    if now - _last_prune >= PRUNE_EVERY_S:
+        _last_prune = now
+        _prune_outputs()
     folder = _output_root / uuid.uuid4().hex
     folder.mkdir(parents=True)
     return folder
@@ -454,7 +498,10 @@ def segment_event(
     except Exception as e:  # the server keeps serving whatever a request does
         logger.exception("segment request failed")
         raise gr.Error(f"Segmentation failed: {type(e).__name__}: {e}") from e
-    state = {"prediction": r.prediction, "image": r.display_image}
+    # Gradio keeps a session's state in memory until the session ends: keep only what re-drawing the stage
+    # panels needs (no native-size logits and mask: 320 MB for an 8192² upload).
+    slim = dataclasses.replace(r.prediction, mask=np.zeros((0, 0), bool), logits=np.zeros((0, 0), np.float32))
+    state = {"prediction": slim, "image": r.display_image}
     tokens = gr.update(choices=token_choices(r.tokens), value=MEAN_TOKEN)
     pictures = _as_files(
         pseudo_mask=r.pseudo_mask,

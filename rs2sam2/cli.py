@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import sys
 
 # Modules that contribute subcommands, in the order they appear in --help.
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # bad input: a message, not a traceback
+        print(f"rs2sam2 {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

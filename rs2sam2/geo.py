@@ -106,7 +106,8 @@ def resolve_bands(count: int, bands: Sequence[int] | None) -> tuple[int, ...]:
         if count == 1:
             return (1,)
         raise ValueError(
-            f"the raster has {count} bands; choose the three to show as RGB, e.g. bands=(3, 2, 1)"
+            f"the raster has {count} bands; choose the three to show as RGB, e.g. bands=(3, 2, 1), or one "
+            "to show as grey, e.g. bands=(1,) (CLI: --bands 3,2,1 or --bands 1)"
         )
     bands = tuple(int(b) for b in bands)
     if len(bands) not in (1, 3) or any(not 1 <= b <= count for b in bands):
@@ -373,9 +374,15 @@ def predict_raster(
     image, out = Path(image), Path(out)
     if not image.is_file():
         raise FileNotFoundError(f"image file not found: {image}")
+    if image.stat().st_size == 0:
+        raise ValueError(f"image file is empty (0 bytes): {image}")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(image) as src:
+        try:
+            opened = rasterio.open(image)
+        except rasterio.errors.RasterioIOError as e:
+            raise ValueError(f"cannot read {image.name} as a raster image ({e})") from None
+        with opened as src:
             result = GeoPrediction(
                 text=text,
                 mode=mode,
@@ -387,6 +394,8 @@ def predict_raster(
                 threshold=thr,
                 area_unit=_area_unit(src.crs),
             )
+            if src.driver in _PLAIN_DRIVERS:
+                _check_plain_image(image)
             if src.crs is None and src.driver not in _PLAIN_DRIVERS:
                 _note(
                     result,
@@ -401,6 +410,12 @@ def predict_raster(
                     _run_tiles(run, tile_size, overlap, merge)
                 else:
                     _run_whole(run, s, margin, refine=mode == "coarse-to-fine")
+            except rasterio.errors.RasterioIOError as e:
+                run.sink.abort()
+                raise ValueError(
+                    f"GDAL failed while reading {image.name} or writing {out.name} ({e}); is the input "
+                    "damaged or truncated, or the disk full?"
+                ) from e
             except BaseException:
                 run.sink.abort()
                 raise
@@ -408,6 +423,32 @@ def predict_raster(
             result.area = run.stats.pixels * abs(src.transform.determinant)
             run.sink.close({"expression": text, "score": f"{result.score:.6f}", "mode": mode})
     return result
+
+
+def _check_plain_image(path: Path) -> None:
+    """PNG / JPEG / … read through GDAL: refuse what GDAL would silently get wrong.
+
+    GDAL returns zeros for the missing rows of a truncated PNG, and ignores the EXIF orientation that
+    every viewer (and :func:`rs2sam2.processing.load_image`) applies, which would give a mask in another
+    orientation than the displayed image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()  # must come first: it leaves the image unusable
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError:  # too large for PIL; GDAL reads it window by window
+        return
+    except Exception as e:  # PIL reports damage with many exception types
+        raise ValueError(f"{path.name} is damaged or truncated ({type(e).__name__}: {e})") from None
+    if orientation not in (1, None):
+        raise ValueError(
+            f"{path.name} is rotated by its EXIF orientation tag ({orientation}), which GDAL ignores; "
+            "segment it with `rs2sam2 predict --mode single` or RS2SAM2Predictor.predict (both apply the "
+            "tag), or save it upright first (PIL.ImageOps.exif_transpose)"
+        )
 
 
 def _note(result: GeoPrediction, message: str) -> None:

@@ -45,7 +45,14 @@ def load_image(path: str | Path) -> Image.Image:
             im.load()
             return _apply_exif_orientation(im)
     except (Image.DecompressionBombError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read {path} as an image: {e}") from None
+        hint = ""
+        if path.suffix.lower() in (".tif", ".tiff") and "cannot identify" in str(e):
+            hint = (
+                " (PIL reads only common 1-, 3- and 4-band TIFFs; for multiband or 16-bit multi-channel "
+                "rasters read the array with tifffile or rasterio and pass it with bands=(r, g, b), or use "
+                "`rs2sam2 predict`, which reads any GDAL raster)"
+            )
+        raise ValueError(f"cannot read {path} as an image: {e}{hint}") from None
 
 
 def _apply_exif_orientation(im: Image.Image) -> Image.Image:
@@ -186,7 +193,17 @@ class RS2SAM2Processor:
         return cls(config, tok)
 
     def save_pretrained(self, folder: str | Path) -> None:
+        """Write the tokenizer files, ``sentencepiece.bpe.model`` included (the released layout; recent
+        transformers versions do not write it themselves)."""
+        import shutil
+
+        from .tokenization import SPM_FILENAME
+
+        folder = Path(folder)
         self.tokenizer.save_pretrained(str(folder))
+        source = getattr(self.tokenizer, "vocab_file", None)
+        if source and Path(source).is_file() and not (folder / SPM_FILENAME).exists():
+            shutil.copyfile(source, folder / SPM_FILENAME)
 
     # --------------------------------------------------------------------------------- inputs
     @property

@@ -753,7 +753,8 @@ def clean_text(text: str) -> str:
     vertical tab and U+001C-U+001F) is deleted. For text without control characters the result tokenizes
     exactly like the raw text; ``nmt_nfkc`` itself keeps NUL and most C1 controls as (unknown) characters,
     which this drops instead. Format characters (e.g. zero-width joiners in emoji or Indic scripts) are
-    left to the tokenizer's normalizer.
+    left to the tokenizer's normalizer. Unpaired surrogates (category ``Cs``: half of a broken UTF-16 pair,
+    e.g. from a mis-decoded JSON string), which no tokenizer can encode, are deleted too.
     """
     out: list[str] = []
     for char in text:
@@ -761,7 +762,7 @@ def clean_text(text: str) -> str:
             continue
         if char.isspace():
             out.append(" ")
-        elif unicodedata.category(char) != "Cc":
+        elif unicodedata.category(char) not in ("Cc", "Cs"):
             out.append(char)
     return "".join(out)
 

@@ -276,6 +276,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -288,6 +289,27 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the half-written temporary files of :func:`atomic_torch_save` calls whose process died
+    (killed mid-write), so that repeated kills do not fill the disk with checkpoint-sized files."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would signal (or end) the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else, or the platform cannot tell
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -308,7 +330,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip/pickle errors come in many types; all mean "not loadable"
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            raise ValueError(
+                f"{path} holds objects other than tensors and plain values; refusing to unpickle it "
+                "(weights_only=True: a checkpoint can run code when unpickled)"
+            ) from None
+        raise ValueError(
+            f"cannot read {path} ({path.stat().st_size:,} bytes) as a training checkpoint; is it empty, "
+            f"truncated or corrupt? ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an rs2sam2 training checkpoint (format {CHECKPOINT_FORMAT})")
     return ckpt
@@ -332,8 +365,6 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
             from .hub import save_pretrained
 
             save_pretrained(model, tmp, processor=processor)
-        if processor is not None:
-            _copy_sentencepiece(processor, tmp)
         old = folder.with_name(f".{folder.name}.old")
         if old.exists():
             shutil.rmtree(old)
@@ -345,15 +376,6 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _copy_sentencepiece(processor: RS2SAM2Processor, folder: Path) -> None:
-    """Keep the released layout: ship ``sentencepiece.bpe.model`` (transformers 5 does not write it)."""
-    from .tokenization import SPM_FILENAME
-
-    source = getattr(processor.tokenizer, "vocab_file", None)
-    if source and Path(source).is_file() and not (folder / SPM_FILENAME).exists():
-        shutil.copyfile(source, folder / SPM_FILENAME)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -841,6 +863,19 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--train-split", default=d.train_split)
     g.add_argument("--val-split", default=d.val_split, help="model selection split ('none' to skip)")
     g.add_argument("--occlusion", action="store_true", help="RRSIS-D random-box occlusion (official)")
+    g.add_argument(
+        "--on-error",
+        default="raise",
+        choices=("raise", "skip"),
+        help="broken samples (missing/unreadable image or mask, mask size != image size): stop with a "
+        "message naming the sample (default), or check every sample first and leave them out",
+    )
+    g.add_argument(
+        "--empty-masks",
+        default="keep",
+        choices=("keep", "skip", "raise"),
+        help="samples whose mask is empty: train on them (default, official), leave them out, or stop",
+    )
     g = p.add_argument_group("model")
     src = g.add_mutually_exclusive_group()
     src.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: official")
@@ -965,13 +1000,14 @@ def _cli_train(args: argparse.Namespace) -> int:
     try:
         seed_everything(config.seed)  # the fresh model's initialisation is part of the run
         model, processor = build_model(args)
-        train_set = open_dataset(args.data, config.train_split)
+        data_options = {"on_error": args.on_error, "empty_masks": args.empty_masks}
+        train_set = open_dataset(args.data, config.train_split, **data_options)
         if len(train_set) == 0:
             print(f"error: no {config.train_split!r} samples in {args.data}", file=sys.stderr)
             return 2
         val_set = None
         if config.val_split.lower() != "none":
-            val_set = open_dataset(args.data, config.val_split)
+            val_set = open_dataset(args.data, config.val_split, **data_options)
         trainer = Trainer(model, processor, train_set, config, val_dataset=val_set)
         resume = None
         if args.resume is not None:

@@ -43,6 +43,7 @@ import json
 import os
 import pickle
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ from torch.utils.data import Dataset
 from .manifest import SPLITS, ManifestRecord, encode_rle, read_manifest, write_manifest
 
 Layout = Literal["manifest", "rrsisd", "refsegrs"]
+OnError = Literal["raise", "skip"]
+EmptyMasks = Literal["keep", "skip", "raise"]
 
 RRSISD_REFS = Path("rrsisd") / "refs(unc).p"
 RRSISD_INSTANCES = Path("rrsisd") / "instances.json"
@@ -119,6 +122,25 @@ class ReferringItem(TypedDict):
     split: str
 
 
+class SampleError(ValueError):
+    """A sample that cannot be used: image or mask missing or unreadable, mask size ≠ image size, or an
+    empty mask where empty masks are refused. The message names the sample and the file."""
+
+
+class _Problem(Exception):
+    """What is wrong with a sample (without its id; :class:`SampleError` adds it)."""
+
+
+_HINT = "; `rs2sam2 data validate` lists every problem, on_error='skip' leaves such samples out"
+
+
+def _read_image(s: Sample) -> Image.Image:
+    try:
+        return s.load_image()
+    except Exception as e:  # missing file, truncated or foreign data: PIL raises many types
+        raise _Problem(f"cannot read image {s.image_path} ({type(e).__name__}: {e}){_HINT}") from e
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Open an image and return it fully decoded as RGB (the file handle is closed)."""
     with Image.open(path) as im:
@@ -173,6 +195,12 @@ class ReferringDataset(Dataset):
         occlusion: :class:`OcclusionAugmentation` (or ``True`` for the official settings) applied to the
             chosen subset of the *train* samples' refs; ``None``/``False`` disables it.
         transform: callable ``item -> anything``.
+        on_error: what to do with a broken sample (image or mask missing or unreadable, mask size ≠ image
+            size): ``"raise"`` (default) a :class:`SampleError` naming it when it is loaded, or ``"skip"``:
+            every sample is checked once here (images and masks decoded) and broken ones are left out, with
+            a warning; :attr:`skipped` lists them as ``(sample id, reason)``.
+        empty_masks: samples whose mask has no foreground pixel: ``"keep"`` (default, as the official
+            code), ``"skip"`` (checked here, like ``on_error="skip"``) or ``"raise"`` (when loaded).
     """
 
     def __init__(
@@ -180,8 +208,18 @@ class ReferringDataset(Dataset):
         samples: Sequence[Sample],
         occlusion: OcclusionAugmentation | bool | None = None,
         transform: Callable[[ReferringItem], Any] | None = None,
+        on_error: OnError = "raise",
+        empty_masks: EmptyMasks = "keep",
     ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if empty_masks not in ("keep", "skip", "raise"):
+            raise ValueError(f"empty_masks must be 'keep', 'skip' or 'raise', got {empty_masks!r}")
+        self.on_error, self.empty_masks = on_error, empty_masks
+        self.skipped: list[tuple[str, str]] = []
         self.samples = list(samples)
+        if on_error == "skip" or empty_masks == "skip":
+            self.samples = self._drop_bad_samples(self.samples)
         self.transform = transform
         if occlusion is True:
             occlusion = OcclusionAugmentation()
@@ -203,16 +241,76 @@ class ReferringDataset(Dataset):
         s = self.samples[index]
         return self.occlusion is not None and s.split == "train" and s.group in self.occluded_groups
 
+    def _load(self, s: Sample) -> tuple[Image.Image, np.ndarray]:
+        """The sample's image and mask, or :class:`SampleError` saying what is wrong with them."""
+        try:
+            image = _read_image(s)
+            return image, self._read_mask(s, (image.height, image.width))
+        except _Problem as e:
+            raise SampleError(f"sample {s.id!r}: {e}") from e.__cause__
+
+    def _read_mask(self, s: Sample, size: tuple[int, int], check_empty: bool = True) -> np.ndarray:
+        try:
+            mask = s.load_mask()
+        except Exception as e:  # missing/unreadable mask file, annotation id absent from the index
+            where = f" {s.mask_path}" if s.mask_path is not None else ""
+            raise _Problem(f"cannot read mask{where} ({type(e).__name__}: {e}){_HINT}") from e
+        if mask.shape != size:
+            raise _Problem(
+                f"mask {mask.shape[0]}×{mask.shape[1]} does not match image {size[0]}×{size[1]} (H×W) of "
+                f"{s.image_path}{_HINT}"
+            )
+        if check_empty and self.empty_masks == "raise" and not mask.any():
+            raise _Problem("the mask has no foreground pixel (empty_masks='raise')")
+        return mask
+
+    def _drop_bad_samples(self, samples: list[Sample]) -> list[Sample]:
+        """Check every sample once (each image decoded once) and keep the usable ones."""
+        sizes: dict[Path, tuple[int, int] | _Problem] = {}
+        kept = []
+        for s in samples:
+            key = Path(s.image_path)
+            if key not in sizes:
+                try:
+                    image = _read_image(s)
+                    sizes[key] = (image.height, image.width)
+                except _Problem as e:
+                    sizes[key] = e
+            try:
+                size = sizes[key]
+                if isinstance(size, _Problem):
+                    raise size
+                empty = not self._read_mask(s, size, check_empty=False).any()
+            except _Problem as e:
+                if self.on_error == "raise":
+                    raise SampleError(f"sample {s.id!r}: {e}") from e.__cause__
+                self.skipped.append((s.id, str(e)))
+                continue
+            if empty and self.empty_masks == "raise":
+                raise SampleError(f"sample {s.id!r}: the mask has no foreground pixel (empty_masks='raise')")
+            if empty and self.empty_masks == "skip":
+                self.skipped.append((s.id, "the mask has no foreground pixel"))
+                continue
+            kept.append(s)
+        if self.skipped:
+            shown = ", ".join(i for i, _ in self.skipped[:5]) + (", …" if len(self.skipped) > 5 else "")
+            warnings.warn(
+                f"skipped {len(self.skipped)} of {len(samples)} samples ({shown}); first reason: "
+                f"{self.skipped[0][1]}",
+                stacklevel=3,
+            )
+        return kept
+
     def __getitem__(self, index: int) -> Any:
         s = self.samples[index]
-        image = s.load_image()
+        image, mask = self._load(s)
         if self.is_occluded(index):
             assert self.occlusion is not None
             image = self.occlusion.apply(image)
         item: ReferringItem = {
             "image": image,
             "expression": s.expression,
-            "mask": s.load_mask(),
+            "mask": mask,
             "category": s.category,
             "id": s.id,
             "image_id": s.image_id,
@@ -593,17 +691,22 @@ def open_dataset(
     keep_trailing_newline: bool = False,
     occlusion: OcclusionAugmentation | bool | None = None,
     transform: Callable[[ReferringItem], Any] | None = None,
+    on_error: OnError = "raise",
+    empty_masks: EmptyMasks = "keep",
 ) -> ReferringDataset:
     """A :class:`ReferringDataset` of a manifest file / folder with ``manifest.jsonl`` / RRSIS-D root /
     RefSegRS root, detected automatically. Reader options are ignored by layouts they do not apply to.
 
     ``occlusion`` enables the official random-box augmentation on train samples (the official code only
-    uses it for RRSIS-D).
+    uses it for RRSIS-D). ``on_error`` / ``empty_masks``: broken samples and empty masks, see
+    :class:`ReferringDataset`.
     """
     samples = read_samples(
         root_or_manifest, split, overlap_quirk=overlap_quirk, keep_trailing_newline=keep_trailing_newline
     )
-    return ReferringDataset(samples, occlusion=occlusion, transform=transform)
+    return ReferringDataset(
+        samples, occlusion=occlusion, transform=transform, on_error=on_error, empty_masks=empty_masks
+    )
 
 
 def _relative(path: Path, start: Path) -> str:
