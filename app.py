@@ -116,4 +116,4 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
 demo.queue(default_concurrency_limit=logic.CONCURRENCY_LIMIT, max_size=logic.QUEUE_MAX_SIZE)
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=logic.MAX_FILE_SIZE, state_session_capacity=logic.STATE_SESSION_CAPACITY)
+    demo.launch(**logic.LAUNCH_OPTIONS)

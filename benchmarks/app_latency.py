@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,12 +26,6 @@ RANDOM_TINY = "random-tiny"
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _random_tiny_predictor(folder: Path):
@@ -106,14 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from app import demo
 
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=_free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=app_logic.MAX_FILE_SIZE,
-        ssr_mode=False,
-    )
+    url = app_logic.serve_locally(demo)
     try:
         client = Client(url, verbose=False)
         model_choice, custom = (

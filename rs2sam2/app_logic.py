@@ -58,6 +58,9 @@ MAX_CACHED_MODELS = 3
 # the oldest are dropped beyond this (Gradio's default is 10 000). Passed to ``demo.launch`` in app.py.
 STATE_SESSION_CAPACITY = 200
 
+# What app.py passes to ``demo.launch``; tests and benchmarks serve the app with the same options.
+LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE, "state_session_capacity": STATE_SESSION_CAPACITY}
+
 _predictors: dict[str, RS2SAM2Predictor] = {}
 _load_lock = threading.Lock()
 _output_root = Path(tempfile.gettempdir()) / "rs2sam2-app"
@@ -548,3 +551,22 @@ def load_examples(path: str | Path | None = None) -> list[list[str]]:
         if image_path.is_file():
             examples.append([str(image_path), expression])
     return examples
+
+
+def serve_locally(demo: gr.Blocks) -> str:
+    """Serve ``demo`` in this process on a free port of 127.0.0.1, launched as app.py launches it (tests,
+    benchmarks); returns its URL. ``demo.close()`` stops it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        **LAUNCH_OPTIONS,
+    )
+    return url

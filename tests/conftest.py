@@ -1,9 +1,33 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a
+    shared 2-core machine OpenMP spinning makes 2 threads many times slower for these small models."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def server(predictor) -> Iterator[str]:
+    """``app.demo`` served on 127.0.0.1 in this process, as app.py launches it; the module's ``predictor``
+    fixture primes the app's model cache."""
+    from app import demo
+    from rs2sam2 import app_logic
+
+    url = app_logic.serve_locally(demo)
+    yield url
+    demo.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,29 +73,6 @@ def example(tmp_path_factory) -> tuple[str, str]:
 def picture(path: str | None) -> np.ndarray:
     assert path is not None
     return np.asarray(Image.open(path))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(predictor) -> Iterator[str]:
-    """``app.demo`` served on 127.0.0.1 in this process (the tiny predictor primed in the cache)."""
-    from app import demo
-
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=logic.MAX_FILE_SIZE,
-        ssr_mode=False,
-    )
-    yield url
-    demo.close()
 
 
 # -------------------------------------------------------------------------------------- plain inputs

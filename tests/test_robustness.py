@@ -15,7 +15,6 @@ import pickle
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -55,13 +54,7 @@ TEXT = "the red roof of the large building"
 EXIT_OK, EXIT_FAILED = predict_cli.EXIT_OK, predict_cli.EXIT_FAILED
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread (shared 2-core machines; also what the subprocesses below use)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(vocab_size: int | None = None) -> RS2SAM2Config:
@@ -678,29 +671,6 @@ def test_the_model_cache_is_bounded(predictor, model_folder, tmp_path, monkeypat
 
     gc.collect()
     assert first() is None  # the evicted model's memory is released
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(predictor) -> Iterator[str]:
-    from app import demo
-
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=_free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=logic.MAX_FILE_SIZE,
-        state_session_capacity=logic.STATE_SESSION_CAPACITY,  # as app.py launches it
-        ssr_mode=False,
-    )
-    yield url
-    demo.close()
 
 
 def test_session_state_holds_no_native_size_arrays(predictor, tmp_path):
