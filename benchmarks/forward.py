@@ -1,16 +1,19 @@
 """Forward latency and peak memory of RS2-SAM2 (random weights, batch 1, one image + one sentence).
 
-Each preset runs in its own subprocess so that peak RSS is that preset's alone. Prints one JSON object
-per configuration, then a summary table. Examples::
+Each preset runs in its own subprocess so that peak RSS is that preset's alone (it includes building the
+fp32 model, also for ``--quantize int8``; ``loaded_rss_mb`` is the footprint once the model is ready).
+Prints one JSON object per configuration, then a summary table. Examples::
 
     python benchmarks/forward.py                        # official + tiny, fp32, CPU
     python benchmarks/forward.py --preset tiny --runs 20
     python benchmarks/forward.py --preset official --dtype bfloat16 --runs 3
+    python benchmarks/forward.py --preset official --quantize int8 --runs 3   # int8 nn.Linear, CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -24,10 +27,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run_one(preset: str, runs: int, warmup: int, dtype: str, device: str, text_len: int) -> dict:
+def _rss_mb() -> float:
+    """Current resident set size (Linux): the loaded model's footprint, below the build-time peak."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024.0
+
+
+def run_one(
+    preset: str, runs: int, warmup: int, dtype: str, device: str, text_len: int, quantize: str | None
+) -> dict:
     import torch
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config
+    from rs2sam2.predictor import quantize_int8
 
     torch.manual_seed(0)
     cfg = RS2SAM2Config.from_preset(preset)
@@ -36,6 +48,11 @@ def run_one(preset: str, runs: int, warmup: int, dtype: str, device: str, text_l
     build_s = time.perf_counter() - t0
     torch_dtype = getattr(torch, dtype)
     model = model.to(device=device, dtype=torch_dtype)
+    parameters = sum(p.numel() for p in model.parameters())  # before quantisation packs nn.Linear weights
+    if quantize == "int8":
+        quantize_int8(model)
+    gc.collect()
+    loaded_rss = _rss_mb()
     s, u = cfg.image_size, cfg.union_encoder.img_size
     ids = torch.randint(4, 1000, (1, text_len))
     ids[0, 0], ids[0, -1] = 0, 2
@@ -62,6 +79,7 @@ def run_one(preset: str, runs: int, warmup: int, dtype: str, device: str, text_l
     return {
         "preset": preset,
         "dtype": dtype,
+        "quantize": quantize,
         "device": device,
         "threads": torch.get_num_threads(),
         "image_size": s,
@@ -71,8 +89,9 @@ def run_one(preset: str, runs: int, warmup: int, dtype: str, device: str, text_l
         "p95_s": round(p95, 4),
         "min_s": round(times[0], 4),
         "build_s": round(build_s, 2),
+        "loaded_rss_mb": round(loaded_rss, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
     }
 
 
@@ -83,31 +102,40 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantisation of nn.Linear (CPU, fp32)")
     ap.add_argument("--text-len", type=int, default=12, help="text tokens incl. <s> and </s>")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     presets = args.preset or ["official", "tiny"]
+    if args.quantize and (args.dtype != "float32" or args.device != "cpu"):
+        ap.error(f"--quantize {args.quantize} needs --dtype float32 and --device cpu")
     if args.child:
         runs = args.runs or (3 if presets[0] == "official" else 20)
-        res = run_one(presets[0], runs, args.warmup, args.dtype, args.device, args.text_len)
+        res = run_one(presets[0], runs, args.warmup, args.dtype, args.device, args.text_len, args.quantize)
         print(json.dumps(res))
         return
     results = []
     for preset in presets:
         cmd = [sys.executable, __file__, "--child", "--preset", preset, "--warmup", str(args.warmup)]
         cmd += ["--dtype", args.dtype, "--device", args.device, "--text-len", str(args.text_len)]
+        if args.quantize:
+            cmd += ["--quantize", args.quantize]
         if args.runs:
             cmd += ["--runs", str(args.runs)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
         res = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(res))
         results.append(res)
-    print(f"\n{'preset':<10}{'dtype':<10}{'threads':>8}{'median s':>10}{'p95 s':>9}{'peak RSS MB':>13}")
+    print(
+        f"\n{'preset':<10}{'weights':<10}{'threads':>8}{'median s':>10}{'p95 s':>9}"
+        f"{'loaded RSS MB':>15}{'peak RSS MB':>13}"
+    )
     for r in results:
+        weights = r["quantize"] or r["dtype"]
         print(
-            f"{r['preset']:<10}{r['dtype']:<10}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
-            f"{r['peak_rss_mb']:>13.0f}"
+            f"{r['preset']:<10}{weights:<10}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
+            f"{r['loaded_rss_mb']:>15.0f}{r['peak_rss_mb']:>13.0f}"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -2,18 +2,66 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 
 # The model bundled with the package's repository (trained on synthetic scenes; see demo/README.md).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
+QUANTIZATIONS = ("int8",)
+"""Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
+
+
+def check_quantize(
+    quantize: str | None, device: torch.device | str | None, dtype: torch.dtype | None
+) -> None:
+    """Raise ``ValueError`` unless ``quantize`` is None, or ``"int8"`` on the CPU with float32 weights."""
+    if quantize is None:
+        return
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be None or one of {QUANTIZATIONS}, got {quantize!r}")
+    if device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"quantize={quantize!r} runs on the CPU only, got device {str(device)!r}")
+    if dtype is not None and dtype != torch.float32:
+        raise ValueError(
+            f"quantize={quantize!r} keeps every layer but nn.Linear in float32; got dtype={dtype} "
+            "(use dtype=torch.bfloat16 without quantize instead)"
+        )
+
+
+def quantize_int8(model: RS2SAM2) -> RS2SAM2:
+    """Dynamic int8 quantisation, in place, of every ``nn.Linear`` of a float32 CPU model.
+
+    Weights become int8 per output channel; activations are quantised per tensor on the fly at every
+    call; matmuls run in int8 (fbgemm / oneDNN). Convolutions, norms, embeddings, attention products and
+    the packed q/k/v projections of :class:`~rs2sam2.modeling.attention.PackedCrossAttention` (plain
+    parameters, not ``nn.Linear``) stay float32. Inference only: the quantised layers have no gradients.
+    """
+    if model.dtype != torch.float32 or model.device.type != "cpu":
+        raise ValueError(f"int8 quantisation needs a float32 CPU model, got {model.dtype} on {model.device}")
+    quantization = getattr(torch.ao, "quantization", None)
+    if quantization is None or not hasattr(quantization, "quantize_dynamic"):
+        raise RuntimeError(
+            f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic; quantize='int8' "
+            "needs it (it exists up to at least torch 2.14)"
+        )
+    with warnings.catch_warnings():
+        # Recent torch flags the eager-mode API and quantized tensors as deprecated (migrate to torchao,
+        # not a dependency); it is still core torch's only int8 linear kernel, checked for above.
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        quantization.quantize_dynamic(
+            model, {nn.Linear: quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
+        )
+    return model.eval()
 
 
 @dataclass
@@ -46,7 +94,13 @@ class Prediction:
 
 
 class RS2SAM2Predictor:
-    """Runs :class:`RS2SAM2` on images and sentences under ``torch.inference_mode``."""
+    """Runs :class:`RS2SAM2` on images and sentences under ``torch.inference_mode``.
+
+    ``device`` / ``dtype`` move and cast the model (in place). ``quantize="int8"`` (CPU, float32 only)
+    then applies :func:`quantize_int8` to it, in place: int8 matmuls for every ``nn.Linear`` (88 % of the
+    official model's FLOPs, see ``benchmarks/flops.py``), 4× smaller weights there, logits that differ
+    slightly from the float32 ones.
+    """
 
     def __init__(
         self,
@@ -54,10 +108,16 @@ class RS2SAM2Predictor:
         processor: RS2SAM2Processor,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        quantize: str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else model.device
         self.dtype = dtype or model.dtype
+        check_quantize(quantize, self.device, self.dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        if quantize == "int8":
+            quantize_int8(self.model)
+        self.quantize = quantize
         self.processor = processor
 
     @classmethod
@@ -68,13 +128,19 @@ class RS2SAM2Predictor:
         subfolder: str | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        quantize: str | None = None,
         **kwargs,
     ) -> RS2SAM2Predictor:
-        """Load a model folder or Hub repo (ours or the official release); default: the bundled model."""
+        """Load a model folder or Hub repo (ours or the official release); default: the bundled model.
+
+        ``quantize="int8"``: see the class docstring. Other keyword arguments go to
+        :meth:`RS2SAM2.from_pretrained`.
+        """
+        check_quantize(quantize, device, dtype)  # before loading the weights
         source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
-        return cls(model, processor, device=device, dtype=dtype)
+        return cls(model, processor, device=device, dtype=dtype, quantize=quantize)
 
     @torch.inference_mode()
     def forward(

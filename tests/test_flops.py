@@ -1,0 +1,56 @@
+"""benchmarks/flops.py: per-stage FLOP counts on the ``meta`` device."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from rs2sam2 import RS2SAM2Config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _load_flops():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "flops.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+flops_bench = _load_flops()
+STAGE_NAMES = [s.name for s in flops_bench.STAGES]
+
+
+def test_tiny_stages_sum_to_total(tiny_config):
+    flops = flops_bench.count_flops(tiny_config)
+    assert flops["unattributed"] == 0  # every counted op runs inside some stage's module
+    assert sum(flops[name] for name in STAGE_NAMES) == flops["total"]
+    assert all(flops[name] > 0 for name in STAGE_NAMES), flops
+    groups = flops_bench.group_totals(flops)
+    assert sum(groups.values()) == flops["total"]
+    assert 0 < flops["nn_linear"] < flops["total"]
+
+
+def test_meta_count_equals_real_cpu_count(tiny_config):
+    # meta tensors do no arithmetic; the count must still be the one of a real forward (same SDPA path)
+    assert flops_bench.count_flops(tiny_config, device="meta") == flops_bench.count_flops(
+        tiny_config, device="cpu"
+    )
+
+
+def test_official_counts_match_reference():
+    # Meta device, no arithmetic: ~4 s (Hiera is built on the CPU, then moved: ~0.9 GB for a moment).
+    flops = flops_bench.count_flops(RS2SAM2Config.from_preset("official"), batch=1, text_len=12)
+    gflop = {k: v / 1e9 for k, v in flops.items()}
+    assert gflop["total"] == pytest.approx(2126, rel=0.03)
+    assert gflop["hiera_blocks"] + gflop["fusion_layers"] == pytest.approx(1979, rel=0.03)
+    assert gflop["fusion_layers"] == pytest.approx(167, rel=0.03)
+    assert gflop["union_encoder"] == pytest.approx(131, rel=0.03)
+    rest = gflop["total"] - gflop["hiera_blocks"] - gflop["fusion_layers"] - gflop["union_encoder"]
+    assert 0 < rest < 20
+    assert flops["nn_linear"] / flops["total"] == pytest.approx(0.88, abs=0.02)  # what int8 speeds up
