@@ -18,16 +18,22 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def server(predictor) -> Iterator[str]:
-    """``app.demo`` served on 127.0.0.1 in this process, as app.py launches it; the module's ``predictor``
-    fixture primes the app's model cache."""
+@pytest.fixture(scope="session")
+def served_app() -> Iterator[str]:
+    """``app.demo`` served once per session on 127.0.0.1, as app.py launches it. Once: closing it deletes
+    Gradio's cached copies of the examples (``delete_cache``), which a relaunch does not restore."""
     from app import demo
     from rs2sam2 import app_logic
 
     url = app_logic.serve_locally(demo)
     yield url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(predictor, served_app) -> str:
+    """The served app's URL, with the module's ``predictor`` fixture primed in the app's model cache."""
+    return served_app
 
 
 @pytest.fixture(scope="session")

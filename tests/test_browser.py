@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rs2sam2 import app_logic as logic
-from tests.test_app import example, median_probability, predictor, server  # noqa: F401  (fixtures)
+from tests.test_app import example, median_probability, predictor  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
