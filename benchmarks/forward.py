@@ -28,10 +28,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _rss_mb() -> float:
-    """Current resident set size (Linux): the loaded model's footprint, below the build-time peak."""
+def _status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` (Linux) in MB: ``VmRSS`` (current) or ``VmHWM`` (peak)."""
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024.0
+        return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024.0
 
 
 def _reset_peak_rss() -> bool:
@@ -43,11 +43,6 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
 
 
 def run_one(
@@ -69,7 +64,7 @@ def run_one(
     if quantize == "int8":
         quantize_int8(model)
     gc.collect()
-    loaded_rss = _rss_mb()
+    loaded_rss = _status_mb("VmRSS")
     build_peak = _peak_rss_mb()
     reset = _reset_peak_rss()
     s, u = cfg.image_size, cfg.union_encoder.img_size
@@ -112,7 +107,7 @@ def run_one(
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "build_peak_rss_mb": round(build_peak, 1),
         # the peak while running inference on the loaded model (what a serving process holds)
-        "inference_peak_rss_mb": round(_hwm_mb(), 1) if reset else None,
+        "inference_peak_rss_mb": round(_status_mb("VmHWM"), 1) if reset else None,
         "parameters": parameters,
     }
 

@@ -134,7 +134,6 @@ def step_package(work: Path) -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     model.save_pretrained(TARGET, processor=processor, card=card)
-    shutil.copy(work / "tokenizer" / "sentencepiece.bpe.model", TARGET / "sentencepiece.bpe.model")
     for name in ["test.json", "test_shuffled.json"]:
         shutil.copy(work / name, TARGET / f"eval_{name}")
     shutil.copy(work / "run" / "metrics.jsonl", TARGET / "training_log.jsonl")

@@ -47,6 +47,7 @@ from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor, to_rgb
 from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
 from rs2sam2.train import atomic_torch_save, load_checkpoint
+from tests.test_predict_cli import run_cli
 from tests.test_validate import make_rrsisd
 
 IMAGE_SIZE = 64  # model input: small enough that a forward pass is a few milliseconds on one CPU thread
@@ -88,18 +89,10 @@ def model_folder(predictor, tmp_path_factory) -> Path:
     )
 
 
-def run_predict(argv: list[str]) -> int:
-    """``rs2sam2 predict …`` in-process; argparse errors come back as their exit code."""
-    try:
-        return predict_cli.main(argv)
-    except SystemExit as e:
-        return int(e.code)
-
-
 @pytest.fixture()
 def cli(predictor, monkeypatch) -> Callable[[list[str]], int]:
     monkeypatch.setattr(predict_cli, "load_predictor", lambda model, subfolder, device: predictor)
-    return run_predict
+    return run_cli
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -467,7 +460,7 @@ def test_bad_model_folders_are_refused_everywhere(kind, model_folder, predictor,
     with pytest.raises(gr.Error, match=f"could not be loaded: .*{message}"):
         logic.segment_event(str(zoo / "grey.png"), TEXT, logic.BUNDLED_MODEL_ID, str(folder), "", 0.5, 0)
     assert str(folder) not in logic._predictors  # a failed load is not cached
-    assert run_predict([str(zoo / "grey.png"), TEXT, "--model", str(folder)]) == EXIT_FAILED
+    assert run_cli([str(zoo / "grey.png"), TEXT, "--model", str(folder)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "cannot load the model" in err and "Traceback" not in err
     assert not (tmp_path / "pwned").exists()  # no code ran
