@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +21,41 @@ from .processing import ImageInput, RS2SAM2Processor
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
 QUANTIZATIONS = ("int8",)
 """Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks")
+        + ("fordblks", "keepcost")
+    ]
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc ≥ 2.33 (``mallinfo2`` and ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def release_cpu_memory(min_free_bytes: int = 32 << 20) -> bool:
+    """Give the heap memory that a forward pass freed back to the OS, if at least ``min_free_bytes`` of it.
+
+    glibc keeps freed activations in its heap for reuse; over repeated forwards of a large model that
+    retained, fragmented memory raises the resident size (by 0.3–0.5 GB for the ``official`` preset
+    on a 1024² image) although no tensor uses it. ``malloc_trim`` returns it (about 10 ms). The
+    predictor calls this after every CPU forward. Returns whether it trimmed; False off glibc.
+    """
+    libc = _glibc()
+    if libc is None or libc.mallinfo2().fordblks < min_free_bytes:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def check_quantize(
@@ -153,6 +191,8 @@ class RS2SAM2Predictor:
         """Raw model output for a batch, plus the native (H, W) of each image."""
         inputs = self.processor(images, texts, bands=bands)
         out = self.model(**inputs.model_inputs(self.device, self.dtype), output_attentions=output_attentions)
+        if self.device.type == "cpu":
+            release_cpu_memory()
         return out, inputs.original_sizes
 
     def predict(

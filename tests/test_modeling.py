@@ -294,6 +294,48 @@ def test_fused_block_adds_the_parallel_mlp_adapter(tiny_model, tiny_config):
     torch.testing.assert_close(moved - base, torch.full_like(base, 0.5), atol=1e-5, rtol=1e-5)
 
 
+def test_chunked_inference_equals_the_one_piece_block_loop(tiny_model, tiny_config):
+    """At inference the window attention and the MLP part run on groups of tokens (what keeps a 1024²
+    image's 151 MB MLP activations from existing whole); the result equals the one-piece loop, and the
+    chunked path really runs (several MLP calls per first-stage block)."""
+    model = tiny_model.eval()
+    enc = model.image_encoder
+    inputs = random_inputs(tiny_config)
+    calls = []
+    hook = enc.trunk.blocks[0].mlp.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    with torch.inference_mode():
+        enc.inference_chunk_tokens = 0
+        whole = model(**inputs)
+        one_piece_calls = list(calls)
+        calls.clear()
+        enc.inference_chunk_tokens = 500
+        chunked = model(**inputs)
+    hook.remove()
+    tokens = 2 * (tiny_config.image_size // 4) ** 2  # batch 2, first stage at S/4
+    assert one_piece_calls == [2] and sum(calls) == tokens and max(calls) <= 500
+    for a, b in zip([whole.logits, *whole.fused_features], [chunked.logits, *chunked.fused_features]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # Training (autograd on) always runs in one piece: the in-place MLP update would break backward.
+    enc.train()
+    out = model(**inputs)
+    out.logits.sum().backward()
+    assert enc.fusion_layers[0].mlp_adapter.fc1.weight.grad.abs().sum() > 0
+
+
+def test_fpn_without_position_encodings_equals_sam2_neck(tiny_model, tiny_config):
+    enc = tiny_model.image_encoder.eval()
+    features = [
+        torch.randn(1, dim, tiny_config.image_size // s, tiny_config.image_size // s)
+        for dim, s in zip(tiny_config.hiera.stage_dims, (4, 8, 16, 32))
+    ]
+    with torch.no_grad():
+        ours = enc.fpn(features)
+        upstream, _ = enc.neck(features)
+    assert len(ours) == len(upstream) == 4
+    for a, b in zip(ours, upstream):
+        assert torch.equal(a, b)
+
+
 def test_fusion_layer_widths_follow_the_ratio():
     layer = FusionLayer(dim=576, text_dim=256, cfg=FusionConfig())
     assert layer.cross_adapter.fc1.out_features == 144

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from sam2.modeling.backbones.hieradet import Hiera, MultiScaleBlock, do_pool
 from sam2.modeling.backbones.image_encoder import FpnNeck
 from sam2.modeling.backbones.utils import window_partition, window_unpartition
@@ -50,6 +51,11 @@ def _on_default_device(build, **kwargs) -> nn.Module:
 class FusedImageEncoder(nn.Module):
     # Recompute each block's activations in the backward pass instead of storing them (training memory).
     gradient_checkpointing: bool = False
+    # At inference (no autograd, eval mode), run a block's window attention and its MLP + MLP adapter on
+    # at most this many tokens at a time, so that the widest activations (the 4×-wide MLP hidden layer
+    # of a 1024² image's first stage: 151 MB) never exist whole. Every token is computed by the same ops
+    # as in one piece; 0 turns it off.
+    inference_chunk_tokens: int = 2048
 
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
@@ -99,15 +105,43 @@ class FusedImageEncoder(nn.Module):
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x, text, weights = checkpoint(self._block, *args, use_reentrant=False)
             else:
-                x, text, weights = self._block(*args)
+                chunk = 0 if torch.is_grad_enabled() or self.training else self.inference_chunk_tokens
+                x, text, weights = self._block(*args, chunk_tokens=chunk)
             if i in stage_ends:
                 features.append(x.permute(0, 3, 1, 2))  # (B, C, H, W)
                 if want:
                     attentions.append(weights.view(*x.shape[:3], -1))  # (B, H, W, L)
-        fpn, _ = self.neck(features)
+        fpn = self.fpn(features)
         if self.scalp > 0:
             fpn = fpn[: -self.scalp]
         return ImageEncoderOutput(features, fpn, attentions if output_attentions else None)
+
+    def fpn(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The FPN neck's top-down pass, as ``FpnNeck.forward`` computes it, without its sine position
+        encodings: nothing downstream reads them, and upstream keeps them in a cache (90 MB for a 1024²
+        image) and copies them on every call."""
+        neck = self.neck
+        n = len(neck.convs) - 1
+        out: list[torch.Tensor] = [features[0]] * (n + 1)
+        prev = None
+        for i in range(n, -1, -1):  # lowest resolution first
+            lateral = neck.convs[n - i](features[i])
+            if i in neck.fpn_top_down_levels and prev is not None:
+                mode = neck.fpn_interp_model
+                top_down = F.interpolate(
+                    prev.to(torch.float32),
+                    scale_factor=2.0,
+                    mode=mode,
+                    align_corners=None if mode == "nearest" else False,
+                    antialias=False,
+                )
+                prev = lateral + top_down
+                if neck.fuse_type == "avg":
+                    prev /= 2
+            else:
+                prev = lateral
+            out[i] = prev
+        return out
 
     @staticmethod
     def _block(
@@ -117,8 +151,13 @@ class FusedImageEncoder(nn.Module):
         text: torch.Tensor,
         update_text: bool,
         need_weights: bool,
+        chunk_tokens: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One Hiera block with its BHFM layer. ``x`` (B, H, W, dim) → (B, H', W', dim_out)."""
+        """One Hiera block with its BHFM layer. ``x`` (B, H, W, dim) → (B, H', W', dim_out).
+
+        ``chunk_tokens`` > 0 (inference only: it writes into its own intermediates in place) runs the
+        window attention on groups of windows and the MLP part on groups of tokens of at most that size.
+        """
         shortcut = x
         x = block.norm1(x)
         if block.dim != block.dim_out:  # stage change: project and pool the skip path
@@ -127,7 +166,10 @@ class FusedImageEncoder(nn.Module):
         if window_size > 0:
             hw = x.shape[1:3]
             x, pad_hw = window_partition(x, window_size)  # (B·nW, ws, ws, dim)
-        x = block.attn(x)
+        if chunk_tokens and window_size > 0 and x.numel() // x.shape[-1] > chunk_tokens:
+            x = _in_batch_chunks(block.attn, x, max(1, chunk_tokens // (window_size * window_size)))
+        else:
+            x = block.attn(x)
         if block.q_stride:  # q-pooling halved the map, and with it the window
             window_size = block.window_size // block.q_stride[0]
             hw = shortcut.shape[1:3]
@@ -136,6 +178,28 @@ class FusedImageEncoder(nn.Module):
             x = window_unpartition(x, window_size, pad_hw, hw)  # (B, H', W', dim_out)
         x, text, weights = fusion.cross_adapter(x, text, update_text=update_text, need_weights=need_weights)
         x = shortcut + block.drop_path(x)
+        if chunk_tokens and x.numel() // x.shape[-1] > chunk_tokens:
+            x = x.contiguous()  # this block's own fresh tensor (strided like a pooled skip path at stage changes)
+            rows = x.view(-1, x.shape[-1])  # update it in place
+            for part in rows.split(chunk_tokens):
+                y = block.norm2(part)
+                part.add_(block.mlp(y)).add_(fusion.adapter_scale * fusion.mlp_adapter(y))
+            return x, text, weights
         y = block.norm2(x)
         x = x + block.drop_path(block.mlp(y)) + fusion.adapter_scale * fusion.mlp_adapter(y)
         return x, text, weights
+
+
+def _in_batch_chunks(fn, x: torch.Tensor, size: int) -> torch.Tensor:
+    """``fn(x)`` for a ``fn`` that treats the items of the batch (dim 0) independently, computed on
+    ``size`` items at a time and written into one output tensor."""
+    parts = x.split(size)
+    first = fn(parts[0])
+    out = first.new_empty((x.shape[0], *first.shape[1:]))
+    out[: len(first)] = first
+    start = len(first)
+    del first
+    for part in parts[1:]:
+        out[start : start + len(part)] = fn(part)
+        start += len(part)
+    return out
