@@ -9,6 +9,7 @@ Prints one JSON object per configuration, then a summary table. Examples::
     python benchmarks/forward.py --preset tiny --runs 20
     python benchmarks/forward.py --preset official --dtype bfloat16 --runs 3
     python benchmarks/forward.py --preset official --quantize int8 --runs 3   # int8 nn.Linear, CPU
+    python benchmarks/forward.py --preset tiny --compile     # torch.compile (first call timed apart)
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ def _reset_peak_rss() -> bool:
 
 
 def run_one(
-    preset: str, runs: int, warmup: int, dtype: str, device: str, text_len: int, quantize: str | None
+    preset: str,
+    runs: int,
+    warmup: int,
+    dtype: str,
+    device: str,
+    text_len: int,
+    quantize: str | None,
+    compile: bool = False,
 ) -> dict:
     import torch
 
@@ -76,15 +84,19 @@ def run_one(
         "input_ids": ids.to(device),
         "attention_mask": torch.ones(1, text_len, dtype=torch.bool, device=device),
     }
+    run = torch.compile(model) if compile else model
     times = []
+    first_call_s = None
     with torch.inference_mode():
         for i in range(warmup + runs):
             if device == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            out = model(**inputs)
+            out = run(**inputs)
             if device == "cuda":
                 torch.cuda.synchronize()
+            if i == 0:
+                first_call_s = time.perf_counter() - t  # includes the compilation with --compile
             if i >= warmup:
                 times.append(time.perf_counter() - t)
             assert torch.isfinite(out.logits.float()).all()
@@ -97,6 +109,7 @@ def run_one(
         "preset": preset,
         "dtype": dtype,
         "quantize": quantize,
+        "compile": compile,
         "device": device,
         "threads": torch.get_num_threads(),
         "image_size": s,
@@ -106,6 +119,7 @@ def run_one(
         "p95_s": round(p95, 4),
         "min_s": round(times[0], 4),
         "build_s": round(build_s, 2),
+        "first_call_s": round(first_call_s, 2),
         "loaded_rss_mb": round(loaded_rss, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "build_peak_rss_mb": round(build_peak, 1),
@@ -123,6 +137,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantisation of nn.Linear (CPU, fp32)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (Inductor)")
     ap.add_argument("--text-len", type=int, default=12, help="text tokens incl. <s> and </s>")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -132,7 +147,9 @@ def main() -> None:
         ap.error(f"--quantize {args.quantize} needs --dtype float32 and --device cpu")
     if args.child:
         runs = args.runs or (3 if presets[0] == "official" else 20)
-        res = run_one(presets[0], runs, args.warmup, args.dtype, args.device, args.text_len, args.quantize)
+        res = run_one(
+            presets[0], runs, args.warmup, args.dtype, args.device, args.text_len, args.quantize, args.compile
+        )
         print(json.dumps(res))
         return
     results = []
@@ -141,6 +158,8 @@ def main() -> None:
         cmd += ["--dtype", args.dtype, "--device", args.device, "--text-len", str(args.text_len)]
         if args.quantize:
             cmd += ["--quantize", args.quantize]
+        if args.compile:
+            cmd += ["--compile"]
         if args.runs:
             cmd += ["--runs", str(args.runs)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
@@ -148,14 +167,14 @@ def main() -> None:
         print(json.dumps(res))
         results.append(res)
     print(
-        f"\n{'preset':<10}{'weights':<10}{'threads':>8}{'median s':>10}{'p95 s':>9}"
+        f"\n{'preset':<10}{'weights':<18}{'threads':>8}{'median s':>10}{'p95 s':>9}"
         f"{'loaded RSS MB':>15}{'inference peak MB':>19}{'peak RSS MB':>13}"
     )
     for r in results:
-        weights = r["quantize"] or r["dtype"]
+        weights = (r["quantize"] or r["dtype"]) + (" +compile" if r.get("compile") else "")
         inference_peak = r["inference_peak_rss_mb"] or float("nan")
         print(
-            f"{r['preset']:<10}{weights:<10}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
+            f"{r['preset']:<10}{weights:<18}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
             f"{r['loaded_rss_mb']:>15.0f}{inference_peak:>19.0f}{r['peak_rss_mb']:>13.0f}"
         )
     if args.json:

@@ -10,7 +10,8 @@ Every step the shipped model went through, in order (each can be run alone with 
                   pretrained trunk exists to freeze), official loss, AdamW 5e-4 / 1e-3, batch 8, 8 epochs
                   (9,400 steps), ×0.1 in the last epoch; the best epoch by val mIoU + oIoU is kept.
 4. ``evaluate``:  ``rs2sam2 evaluate`` on the held-out test set, with and without ``--shuffle-text``.
-5. ``package``:   copy the best model into ``demo/`` with a model card carrying the measured metrics.
+5. ``analyze``:   the test metrics per expression type, category and target size (``test_breakdown.json``).
+6. ``package``:   copy the best model into ``demo/`` with a model card carrying the measured metrics.
 
 Usage::
 
@@ -29,7 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "demo" / "rs2sam2-tiny-synthetic"
-STEPS = ("data", "tokenizer", "train", "evaluate", "package")
+STEPS = ("data", "tokenizer", "train", "evaluate", "analyze", "package")
+AREA_BINS = ((0, 200), (200, 500), (500, 1000), (1000, 10**9))  # target area in pixels of the 256² image
 
 TRAIN_ARGS = [
     "--freeze-policy", "full",
@@ -80,7 +82,7 @@ def _evaluate(work: Path, shuffle: bool) -> dict:
     cmd = ["rs2sam2", "evaluate", "--model", str(work / "run" / "best"), "--data"]
     cmd += [str(work / "test" / "manifest.jsonl"), "--split", "test", "--resolution", "native"]
     cmd += ["--json", str(work / f"{name}.json"), "--csv", str(work / f"{name}.csv")]
-    cmd += ["--shuffle-text"] if shuffle else []
+    cmd += ["--no-progress"] + (["--shuffle-text"] if shuffle else [])
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads((work / f"{name}.json").read_text())
@@ -89,6 +91,58 @@ def _evaluate(work: Path, shuffle: bool) -> dict:
 def step_evaluate(work: Path) -> None:
     _evaluate(work, shuffle=False)
     _evaluate(work, shuffle=True)
+
+
+def step_analyze(work: Path) -> None:
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from rs2sam2.evaluate import metrics_from_rows
+
+    with open(work / "test.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    types = json.loads((work / "test" / "expression_types.json").read_text())
+    masks = {
+        r["id"]: r["mask"]
+        for r in map(json.loads, (work / "test" / "manifest.jsonl").read_text().splitlines())
+    }
+    groups: dict[str, dict[str, list[dict]]] = {"expression type": {}, "category": {}, "target area": {}}
+    for row in rows:
+        area = int((np.asarray(Image.open(work / "test" / masks[row["id"]])) > 0).sum())
+        lo, hi = next(b for b in AREA_BINS if b[0] <= area < b[1])
+        size = f"{lo}-{hi} px" if hi < 10**9 else f">= {lo} px"
+        for key, value in [
+            ("expression type", types[row["id"]]),
+            ("category", row["category"]),
+            ("target area", size),
+        ]:
+            groups[key].setdefault(value, []).append(row)
+    out = {
+        key: {
+            value: {k: round(v, 2) for k, v in metrics_from_rows(members).items() if k in ("mIoU", "oIoU")}
+            | {"samples": len(members)}
+            for value, members in sorted(by.items())
+        }
+        for key, by in groups.items()
+    }
+    (work / "test_breakdown.json").write_text(json.dumps(out, indent=2) + "\n")
+    for key, by in out.items():
+        print(key)
+        for value, m in by.items():
+            print(f"  {value:<20} n={m['samples']:<4} mIoU {m['mIoU']:6.2f}  oIoU {m['oIoU']:6.2f}")
+
+
+def _breakdown_markdown(breakdown: dict) -> str:
+    """The per-group test mIoU / oIoU as markdown tables, one per grouping."""
+    parts = ["\n\n**Where it fails** (same test set; `eval_test_breakdown.json`):"]
+    for key, groups in breakdown.items():
+        parts.append(f"\n\n| {key} | samples | mIoU | oIoU |\n|---|---|---|---|")
+        parts += [
+            f"\n| {g} | {m['samples']} | {m['mIoU']:.2f} | {m['oIoU']:.2f} |" for g, m in groups.items()
+        ]
+    return "".join(parts)
 
 
 def step_package(work: Path) -> None:
@@ -117,6 +171,7 @@ def step_package(work: Path) -> None:
         "from nothing. Validation mIoU was still rising at the end (see `training_log.jsonl`): longer "
         "training, a GPU, or initialising from pretrained SAM2 / BEiT-3 checkpoints would improve it.\n\n"
         "Rebuild it with `python demo/build_default_model.py --work DIR` (about 95 minutes on 2 CPU cores)."
+        + _breakdown_markdown(json.loads((work / "test_breakdown.json").read_text()))
     )
     card = ModelCardInfo(
         model_name="rs2sam2-tiny-synthetic",
@@ -134,7 +189,7 @@ def step_package(work: Path) -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     model.save_pretrained(TARGET, processor=processor, card=card)
-    for name in ["test.json", "test_shuffled.json"]:
+    for name in ["test.json", "test_shuffled.json", "test_breakdown.json"]:
         shutil.copy(work / name, TARGET / f"eval_{name}")
     shutil.copy(work / "run" / "metrics.jsonl", TARGET / "training_log.jsonl")
     print(f"packaged {TARGET} ({sum(p.stat().st_size for p in TARGET.iterdir()) / 2**20:.1f} MB)")

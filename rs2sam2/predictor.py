@@ -137,7 +137,9 @@ class RS2SAM2Predictor:
     ``device`` / ``dtype`` move and cast the model (in place). ``quantize="int8"`` (CPU, float32 only)
     then applies :func:`quantize_int8` to it, in place: int8 matmuls for every ``nn.Linear`` (88 % of the
     official model's FLOPs, see ``benchmarks/flops.py``), 4× smaller weights there, logits that differ
-    slightly from the float32 ones.
+    slightly from the float32 ones. ``compile=True`` runs the model through ``torch.compile`` (Inductor;
+    needs a C++ compiler on the CPU): the first call of each new input shape compiles (about 100 s for
+    the bundled model on 2 CPU cores), later calls are faster (see ``benchmarks/forward.py --compile``).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class RS2SAM2Predictor:
         dtype: torch.dtype | None = None,
         *,
         quantize: str | None = None,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device) if device is not None else model.device
         self.dtype = dtype or model.dtype
@@ -157,6 +160,8 @@ class RS2SAM2Predictor:
             quantize_int8(self.model)
         self.quantize = quantize
         self.processor = processor
+        self.compiled = bool(compile)
+        self._run = torch.compile(self.model) if compile else self.model
 
     @classmethod
     def from_pretrained(
@@ -167,18 +172,19 @@ class RS2SAM2Predictor:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         quantize: str | None = None,
+        compile: bool = False,
         **kwargs,
     ) -> RS2SAM2Predictor:
         """Load a model folder or Hub repo (ours or the official release); default: the bundled model.
 
-        ``quantize="int8"``: see the class docstring. Other keyword arguments go to
+        ``quantize="int8"``, ``compile``: see the class docstring. Other keyword arguments go to
         :meth:`RS2SAM2.from_pretrained`.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
         source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
-        return cls(model, processor, device=device, dtype=dtype, quantize=quantize)
+        return cls(model, processor, device=device, dtype=dtype, quantize=quantize, compile=compile)
 
     @torch.inference_mode()
     def forward(
@@ -190,7 +196,7 @@ class RS2SAM2Predictor:
     ) -> tuple[RS2SAM2Output, list[tuple[int, int]]]:
         """Raw model output for a batch, plus the native (H, W) of each image."""
         inputs = self.processor(images, texts, bands=bands)
-        out = self.model(**inputs.model_inputs(self.device, self.dtype), output_attentions=output_attentions)
+        out = self._run(**inputs.model_inputs(self.device, self.dtype), output_attentions=output_attentions)
         if self.device.type == "cpu":
             release_cpu_memory()
         return out, inputs.original_sizes

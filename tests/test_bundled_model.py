@@ -82,3 +82,42 @@ def test_the_sentence_changes_the_prompt(predictor):
     a, b = (predictor.predict(REPO / ex["image"], ex["expression"]) for ex in same[:2])
     assert np.abs(a.pseudo_mask - b.pseudo_mask).max() > 0.3
     assert np.abs(a.logits - b.logits).max() > 0.005
+
+
+def test_build_script_breaks_the_test_metrics_down(tmp_path):
+    """``build_default_model.py --steps analyze``: mIoU / oIoU per expression type, category and target
+    size, from the evaluation's per-sample rows (hand-computed values)."""
+    sys.path.insert(0, str(REPO / "demo"))
+    try:
+        import build_default_model as build
+    finally:
+        sys.path.remove(str(REPO / "demo"))
+    (tmp_path / "test" / "masks").mkdir(parents=True)
+    rows = [  # id, I, U, category, target area (px), expression type
+        ("a", 50, 100, "ship", 150, "colour"),
+        ("b", 0, 300, "ship", 250, "colour"),
+        ("c", 600, 800, "building", 700, "size"),
+    ]
+    manifest, types = [], {}
+    for sid, _, _, _, area, etype in rows:
+        mask = np.zeros((40, 40), np.uint8)
+        mask.flat[:area] = 255
+        Image.fromarray(mask).save(tmp_path / "test" / "masks" / f"{sid}.png")
+        manifest.append(json.dumps({"id": sid, "mask": f"masks/{sid}.png"}))
+        types[sid] = etype
+    (tmp_path / "test" / "manifest.jsonl").write_text("\n".join(manifest) + "\n")
+    (tmp_path / "test" / "expression_types.json").write_text(json.dumps(types))
+    lines = ["id,expression,IoU,I,U,category"] + [
+        f"{r[0]},x,{r[1] / r[2]},{r[1]},{r[2]},{r[3]}" for r in rows
+    ]
+    (tmp_path / "test.csv").write_text("\n".join(lines) + "\n")
+    build.step_analyze(tmp_path)
+    out = json.loads((tmp_path / "test_breakdown.json").read_text())
+    assert out["category"]["ship"] == {"mIoU": 25.0, "oIoU": 12.5, "samples": 2}  # (0.5 + 0) / 2; 50 / 400
+    assert out["expression type"]["size"] == {"mIoU": 75.0, "oIoU": 75.0, "samples": 1}
+    assert (
+        out["target area"]["0-200 px"]["samples"] == 1 and out["target area"]["500-1000 px"]["mIoU"] == 75.0
+    )
+    assert "**Where it fails**" in build._breakdown_markdown(out) and "| ship | 2 | 25.00 | 12.50 |" in (
+        build._breakdown_markdown(out)
+    )

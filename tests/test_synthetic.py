@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -351,6 +352,9 @@ def test_stats_are_consistent(dataset):
     assert sum(v["images"] for v in stats["splits"].values()) == NUM_IMAGES
     assert sum(stats["target_area_histogram"].values()) == len(records)
     assert json.loads((out / "stats.json").read_text()) == stats
+    types = json.loads((out / "expression_types.json").read_text())
+    assert sorted(types) == sorted(r.id for r in records)
+    assert Counter(types.values()) == {t: n for t, n in stats["expression_types"].items() if n}
     text = syn.format_stats(stats)
     assert f"samples: {len(records)}" in text and "expression types" in text and "storage tank" in text
 

@@ -2207,9 +2207,11 @@ def generate_dataset(
     """Generate and write a synthetic referring dataset; deterministic by ``seed`` (byte-identical files).
 
     Writes under ``out_dir``: ``images/<image_id>.png``, ``masks/<sample_id>.png`` (0/255, mode L),
-    ``manifest.jsonl`` (our manifest, one record per expression), ``stats.json``, and — with
-    ``write_rrsisd`` — the RRSIS-D layout under ``rrsisd_layout/`` (``images/rrsisd/JPEGImages/*.jpg``,
-    ``rrsisd/refs(unc).p``, ``rrsisd/instances.json`` with COCO RLE annotations of every object).
+    ``manifest.jsonl`` (our manifest, one record per expression), ``stats.json``,
+    ``expression_types.json`` (sample id → one of :data:`EXPRESSION_TYPES`, for per-type evaluation),
+    and — with ``write_rrsisd`` — the RRSIS-D layout under ``rrsisd_layout/``
+    (``images/rrsisd/JPEGImages/*.jpg``, ``rrsisd/refs(unc).p``, ``rrsisd/instances.json`` with COCO
+    RLE annotations of every object).
     Splits are by image. Image ``i`` depends only on ``(seed, i)``, so a larger dataset extends a smaller one
     (its split assignment aside).
 
@@ -2247,6 +2249,7 @@ def generate_dataset(
     objects_per_category: Counter[str] = Counter()
     targets_per_category: Counter[str] = Counter()
     types: Counter[str] = Counter()
+    type_of_sample: dict[str, str] = {}
     scene_types: Counter[str] = Counter()
     split_images: Counter[str] = Counter()
     split_samples: Counter[str] = Counter()
@@ -2313,6 +2316,7 @@ def generate_dataset(
                 )
             )
             types[etype] += 1
+            type_of_sample[sample_id] = etype
             targets_per_category[obj.category] += 1
             target_areas.append(obj.area)
             split_samples[split] += 1
@@ -2378,6 +2382,7 @@ def generate_dataset(
         "rrsisd_layout": write_rrsisd,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    (out / "expression_types.json").write_text(json.dumps(type_of_sample, indent=0) + "\n", encoding="utf-8")
     return stats
 
 

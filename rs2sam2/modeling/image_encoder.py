@@ -179,8 +179,9 @@ class FusedImageEncoder(nn.Module):
         x, text, weights = fusion.cross_adapter(x, text, update_text=update_text, need_weights=need_weights)
         x = shortcut + block.drop_path(x)
         if chunk_tokens and x.numel() // x.shape[-1] > chunk_tokens:
-            x = x.contiguous()  # this block's own fresh tensor (strided like a pooled skip path at stage changes)
-            rows = x.view(-1, x.shape[-1])  # update it in place
+            # x is this block's own fresh tensor (strided like the pooled skip path at a stage change)
+            rows = x.contiguous().view(-1, x.shape[-1])  # updated in place, chunk by chunk
+            x = rows.view(x.shape)
             for part in rows.split(chunk_tokens):
                 y = block.norm2(part)
                 part.add_(block.mlp(y)).add_(fusion.adapter_scale * fusion.mlp_adapter(y))
