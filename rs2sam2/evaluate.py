@@ -165,8 +165,8 @@ def evaluate(
         shuffle_text: use the expression of another sample (a seeded derangement of the whole dataset).
         seed: seed of that derangement.
         batch_size: samples per forward. The official evaluation uses 1; larger batches pad the sentences
-            to a common length, and the official fusion layers do not mask padding, so results can move
-            slightly.
+            to a common length, and the fusion layers skip the pads, so every sample's mask is the one it
+            gets alone (up to float rounding).
         indices: evaluate only these dataset indices (e.g. one shard per process); the derangement is still
             drawn over the whole dataset.
         threshold: logit threshold (default ``config.mask_threshold`` = 0.5, the official argmax).

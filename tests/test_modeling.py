@@ -66,6 +66,33 @@ def test_batch_equals_single_samples(tiny_model, tiny_config):
     torch.testing.assert_close(both.pseudo_mask[:1], first.pseudo_mask, atol=1e-5, rtol=1e-5)
 
 
+def test_padded_sentence_in_a_batch_equals_it_alone_unpadded(tiny_model, tiny_config):
+    """A batch of sentences of mixed lengths: the padded one (its last two tokens are pads) gets exactly
+    what it gets alone without the pads — the fusion layers do not attend to pad tokens."""
+    tiny_model.eval()
+    inputs = random_inputs(tiny_config, batch=2, length=7)
+    assert not inputs["attention_mask"][1].all()
+    alone = {k: v[1:] for k, v in inputs.items()}
+    alone["input_ids"], alone["attention_mask"] = alone["input_ids"][:, :5], alone["attention_mask"][:, :5]
+    with torch.no_grad():
+        both = tiny_model(**inputs)
+        second = tiny_model(**alone)
+        # Without the mask (what the official code computes if it ever padded) the pads change the result.
+        enc = tiny_model.image_encoder
+        unmasked = enc(
+            inputs["sam_pixels"][1:],
+            tiny_model.text_proj(
+                tiny_model.union_encoder(
+                    inputs["union_pixels"][1:], inputs["input_ids"][1:], inputs["attention_mask"][1:]
+                ).text_tokens
+            ),
+        )
+    torch.testing.assert_close(both.logits[1:], second.logits, atol=1e-5, rtol=1e-5)
+    for a, b in zip(both.fused_features, second.fused_features):
+        torch.testing.assert_close(a[1:], b, atol=1e-5, rtol=1e-5)
+    assert (unmasked.trunk_features[0] - second.fused_features[0]).abs().max() > 1e-4
+
+
 def test_text_padding_does_not_change_the_union_encoder(tiny_model, tiny_config):
     """Appending pad tokens (id 3, mask False) leaves every real token's output unchanged."""
     enc = tiny_model.union_encoder.eval()

@@ -4,8 +4,10 @@ Every Hiera block gets two adapters of hidden width ``h = int(ratio · d)``:
 
 * :class:`CrossAdapter` (official ``Space_Adapter``) sits between the block's attention and its skip
   connection. It projects the attention output down to ``h``, lets vision query text and then text query
-  the *updated* vision (both residual, un-masked, as the official code), writes the text back as
-  ``T ← (1 − α_t)·T + α_t·text_out(t)`` and returns ``a + up(f)``.
+  the *updated* vision (both residual), writes the text back as ``T ← (1 − α_t)·T + α_t·text_out(t)``
+  and returns ``a + up(f)``. The official code has no padding mask: it only ever runs one unpadded
+  sentence per forward. Here a batch of sentences of mixed lengths passes ``text_padding``, so that vision
+  does not attend to pad tokens and every sample gets what it would get alone.
 * :class:`MLPAdapter` (official ``MLP_Adapter``) runs parallel to the block's MLP on ``norm2(x)`` and is
   added with weight ``α_i``.
 
@@ -53,8 +55,11 @@ class CrossAdapter(nn.Module):
         text: torch.Tensor,
         update_text: bool = True,
         need_weights: bool = False,
+        text_padding: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``x`` (B, H, W, d) attention output, ``text`` (B, L, text_dim).
+        """``x`` (B, H, W, d) attention output, ``text`` (B, L, text_dim); ``text_padding`` (B, L) True at
+        pad tokens, which vision then does not attend to (None: attend to every token, as the official
+        code, which only ever runs one unpadded sentence per forward).
 
         Returns ``x + fc2(f)`` (B, H, W, d), the new text (B, L, text_dim) — unchanged if
         ``update_text`` is False — and, if ``need_weights``, the vision→text attention (B, HW, L).
@@ -62,7 +67,7 @@ class CrossAdapter(nn.Module):
         b, h, w, _ = x.shape
         f = F.gelu(self.fc1(x)).flatten(1, 2)  # (B, HW, h)
         t = self.text_in(text)  # (B, L, h)
-        attn, weights = self.vision_attn(f, t, t, need_weights=need_weights)
+        attn, weights = self.vision_attn(f, t, t, key_padding_mask=text_padding, need_weights=need_weights)
         f = f + attn
         if update_text:
             t = t + self.text_attn(t, f, f)[0]

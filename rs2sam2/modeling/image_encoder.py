@@ -87,9 +87,14 @@ class FusedImageEncoder(nn.Module):
         )
 
     def forward(
-        self, pixel_values: torch.Tensor, text: torch.Tensor, output_attentions: bool = False
+        self,
+        pixel_values: torch.Tensor,
+        text: torch.Tensor,
+        output_attentions: bool = False,
+        text_padding: torch.Tensor | None = None,
     ) -> ImageEncoderOutput:
-        """``pixel_values`` (B, 3, S, S); ``text`` (B, L, 256) projected union-encoder text tokens."""
+        """``pixel_values`` (B, 3, S, S); ``text`` (B, L, 256) projected union-encoder text tokens;
+        ``text_padding`` (B, L) True at pad tokens (see :class:`~.fusion.CrossAdapter`)."""
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
         x = x + trunk._get_pos_embed(x.shape[1:3])
@@ -101,7 +106,7 @@ class FusedImageEncoder(nn.Module):
         for i, (block, fusion) in enumerate(zip(trunk.blocks, self.fusion_layers)):
             want = output_attentions and i in stage_ends
             # The text written by the last block is discarded by the official model: skip computing it.
-            args = (block, fusion, x, text, i != last, want)  # update_text, need_weights
+            args = (block, fusion, x, text, i != last, want, text_padding)  # update_text, need_weights
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x, text, weights = checkpoint(self._block, *args, use_reentrant=False)
             else:
@@ -151,6 +156,7 @@ class FusedImageEncoder(nn.Module):
         text: torch.Tensor,
         update_text: bool,
         need_weights: bool,
+        text_padding: torch.Tensor | None = None,
         chunk_tokens: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One Hiera block with its BHFM layer. ``x`` (B, H, W, dim) → (B, H', W', dim_out).
@@ -176,7 +182,9 @@ class FusedImageEncoder(nn.Module):
             pad_hw = tuple(s + (window_size - s % window_size) % window_size for s in hw)
         if block.window_size > 0:
             x = window_unpartition(x, window_size, pad_hw, hw)  # (B, H', W', dim_out)
-        x, text, weights = fusion.cross_adapter(x, text, update_text=update_text, need_weights=need_weights)
+        x, text, weights = fusion.cross_adapter(
+            x, text, update_text=update_text, need_weights=need_weights, text_padding=text_padding
+        )
         x = shortcut + block.drop_path(x)
         if chunk_tokens and x.numel() // x.shape[-1] > chunk_tokens:
             # x is this block's own fresh tensor (strided like the pooled skip path at a stage change)

@@ -96,8 +96,18 @@ class RS2SAM2(
         union = self.union_encoder(union_pixels, input_ids, attention_mask)
         prompts = self.prompt_generator(union.cls_token, union.patch_tokens)
         text = self.text_proj(union.text_tokens)  # (B, L, 256)
-        image = self.image_encoder(sam_pixels, text, output_attentions=output_attentions)
-        decoded = self.sam_decoder(image.fpn_features, text, prompts.sparse_prompt, prompts.dense_prompt)
+        # Pad tokens (a batch of sentences of mixed lengths) are hidden from the fusion layers' attention,
+        # so that every sample gets what it gets alone, unpadded — the only case the official code runs.
+        # (On the meta device — FLOP counting — the values are unknown: counted as unpadded.)
+        padding = None
+        if not attention_mask.is_meta and not bool(attention_mask.all()):
+            padding = ~attention_mask.bool()
+        image = self.image_encoder(
+            sam_pixels, text, output_attentions=output_attentions, text_padding=padding
+        )
+        decoded = self.sam_decoder(
+            image.fpn_features, text, prompts.sparse_prompt, prompts.dense_prompt, text_padding=padding
+        )
         size = sam_pixels.shape[-2:]
         logits = F.interpolate(decoded.low_res_logits.float(), size, mode="bilinear", align_corners=False)
         return RS2SAM2Output(

@@ -45,13 +45,20 @@ class PostEncodingFusion(nn.Module):
         super().__init__()
         self.attn = PackedCrossAttention(dim, num_heads)
 
-    def forward(self, image: torch.Tensor, pos: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """``image`` (B, C, H, W), ``pos`` (1, C, H, W), ``text`` (B, L, C) → (B, C, H, W)."""
+    def forward(
+        self,
+        image: torch.Tensor,
+        pos: torch.Tensor,
+        text: torch.Tensor,
+        text_padding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``image`` (B, C, H, W), ``pos`` (1, C, H, W), ``text`` (B, L, C) → (B, C, H, W);
+        ``text_padding`` (B, L) True at pad tokens, not attended to."""
         b, c, h, w = image.shape
         e = image.flatten(2).transpose(1, 2)  # (B, HW, C)
         q = e + pos.flatten(2).transpose(1, 2)  # (B, HW, C)
         text = text.to(e.dtype)
-        e = e * self.attn(q, text, text)[0]
+        e = e * self.attn(q, text, text, key_padding_mask=text_padding)[0]
         return e.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -106,6 +113,7 @@ class SAMDecoder(nn.Module):
         text: torch.Tensor,
         sparse_prompt: torch.Tensor,
         dense_prompt: torch.Tensor,
+        text_padding: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """``fpn_features``: 3 levels (B, 256, S/4·2^-i, ·); ``text`` (B, L, 256); ``sparse_prompt``
         (B, 1, 256); ``dense_prompt`` (B, 1, S/4, S/4) probabilities."""
@@ -115,7 +123,7 @@ class SAMDecoder(nn.Module):
         high_res = [md.conv_s0(fpn_features[0]), md.conv_s1(fpn_features[1])]
         image = fpn_features[2] + self.no_mem_embed.view(1, -1, 1, 1)  # (B, 256, S/16, S/16)
         pos = self.dense_pe().to(image.dtype)  # (1, 256, S/16, S/16)
-        image = self.text_fusion(image, pos, text)
+        image = self.text_fusion(image, pos, text, text_padding)
         dense = self.prompt_encoder.mask_downscaling(dense_prompt.to(image.dtype))  # (B, 256, S/16, S/16)
         masks, iou, _, obj = md(
             image_embeddings=image,
