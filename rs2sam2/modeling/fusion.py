@@ -75,6 +75,35 @@ class CrossAdapter(nn.Module):
         x = x + self.fc2(f).view(b, h, w, -1)  # (B, H, W, d)
         return x, text, weights
 
+    def forward_in_bands(
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        residual: torch.Tensor,
+        rows: int,
+        update_text: bool = True,
+        text_padding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inference form of :meth:`forward` followed by the block's skip connection: ``x`` (B, H, W, d) is
+        overwritten with ``residual + (x + fc2(f))``, computed on bands of ``rows`` rows, so that neither
+        ``fc2(f)`` nor the sum exists whole. Every token goes through the same ops as in :meth:`forward`
+        (vision queries text token by token; only the text update reads the whole ``f``, which is kept:
+        ``h = d/4`` wide). Returns the new text."""
+        b, h, w, _ = x.shape
+        t = self.text_in(text)
+        f = x.new_empty(b, h, w, self.fc1.out_features)
+        for r in range(0, h, rows):
+            part = F.gelu(self.fc1(x[:, r : r + rows])).flatten(1, 2)  # (B, rows·W, h)
+            part = part + self.vision_attn(part, t, t, key_padding_mask=text_padding, need_weights=False)[0]
+            f[:, r : r + rows] = part.view(b, -1, w, part.shape[-1])
+        if update_text:
+            flat = f.view(b, h * w, -1)
+            t = t + self.text_attn(t, flat, flat)[0]
+            text = (1.0 - self.text_weight) * text + self.text_weight * self.text_out(t)
+        for r in range(0, h, rows):
+            x[:, r : r + rows].add_(self.fc2(f[:, r : r + rows])).add_(residual[:, r : r + rows])
+        return text
+
 
 class FusionLayer(nn.Module):
     """The BL adapters of one Hiera block with output width ``dim``."""

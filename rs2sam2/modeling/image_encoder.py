@@ -27,11 +27,14 @@ from .fusion import FusionLayer
 class ImageEncoderOutput:
     """``trunk_features``: the four Hiera stage outputs, (B, C_i, S/4·2^-i, S/4·2^-i), fused with text;
     ``fpn_features``: the FPN levels kept after ``scalp``, highest resolution first, (B, 256, ·, ·);
-    ``attentions``: per stage, the vision→text attention of its last block (B, H_i, W_i, L), if asked."""
+    ``attentions``: per stage, the vision→text attention of its last block (B, H_i, W_i, L), if asked;
+    ``high_res_features``: with ``high_res_proj``, the first FPN levels already projected by it (their
+    ``fpn_features`` entries are then None)."""
 
     trunk_features: list[torch.Tensor]
-    fpn_features: list[torch.Tensor]
+    fpn_features: list[torch.Tensor | None]
     attentions: list[torch.Tensor] | None = None
+    high_res_features: list[torch.Tensor] | None = None
 
 
 def _on_default_device(build, **kwargs) -> nn.Module:
@@ -51,10 +54,12 @@ def _on_default_device(build, **kwargs) -> nn.Module:
 class FusedImageEncoder(nn.Module):
     # Recompute each block's activations in the backward pass instead of storing them (training memory).
     gradient_checkpointing: bool = False
-    # At inference (no autograd, eval mode), run a block's window attention and its MLP + MLP adapter on
-    # at most this many tokens at a time, so that the widest activations (the 4×-wide MLP hidden layer
-    # of a 1024² image's first stage: 151 MB) never exist whole. Every token is computed by the same ops
-    # as in one piece; 0 turns it off.
+    # At inference (no autograd, eval mode), run each windowed block on bands of window rows of about
+    # this many tokens (norm, skip projection, window attention, cross adapter, MLP + MLP adapter: see
+    # _block_in_bands), and the first FPN levels with SAM2's conv_s0/conv_s1 on bands of rows, so that no
+    # intermediate of a 1024² image's first stage exists whole (its MLP hidden layer alone: 151 MB; the
+    # 256-channel first FPN level: 64 MB). Every token is computed by the same ops as in one piece; 0
+    # turns it off.
     inference_chunk_tokens: int = 2048
 
     def __init__(self, config: RS2SAM2Config) -> None:
@@ -92,12 +97,18 @@ class FusedImageEncoder(nn.Module):
         text: torch.Tensor,
         output_attentions: bool = False,
         text_padding: torch.Tensor | None = None,
+        high_res_proj: list[nn.Module] | None = None,
     ) -> ImageEncoderOutput:
         """``pixel_values`` (B, 3, S, S); ``text`` (B, L, 256) projected union-encoder text tokens;
-        ``text_padding`` (B, L) True at pad tokens (see :class:`~.fusion.CrossAdapter`)."""
+        ``text_padding`` (B, L) True at pad tokens (see :class:`~.fusion.CrossAdapter`);
+        ``high_res_proj``: modules that the decoder applies to the first FPN levels (SAM2's ``conv_s0``,
+        ``conv_s1``), applied here instead (see :meth:`fpn`)."""
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
-        x = x + trunk._get_pos_embed(x.shape[1:3])
+        if torch.is_grad_enabled() or self.training or not self.inference_chunk_tokens:
+            x = x + trunk._get_pos_embed(x.shape[1:3])
+        else:  # the patch embedding is a fresh tensor: add in place (x + p == p + x)
+            x.add_(trunk._get_pos_embed(x.shape[1:3]))
         text = text.to(x.dtype)  # the official trunk carries the text stream in its own (fp32) precision
         last = len(trunk.blocks) - 1
         stage_ends = set(trunk.stage_ends)
@@ -111,26 +122,54 @@ class FusedImageEncoder(nn.Module):
                 x, text, weights = checkpoint(self._block, *args, use_reentrant=False)
             else:
                 chunk = 0 if torch.is_grad_enabled() or self.training else self.inference_chunk_tokens
-                x, text, weights = self._block(*args, chunk_tokens=chunk)
+                banded = None
+                if chunk and not want:
+                    banded = self._block_in_bands(block, fusion, x, text, i != last, text_padding, chunk)
+                if banded is not None:
+                    x, text, weights = banded
+                else:
+                    x, text, weights = self._block(*args, chunk_tokens=chunk)
+            del args
             if i in stage_ends:
                 features.append(x.permute(0, 3, 1, 2))  # (B, C, H, W)
                 if want:
                     attentions.append(weights.view(*x.shape[:3], -1))  # (B, H, W, L)
-        fpn = self.fpn(features)
+        fpn = self.fpn(features, high_res_proj)
+        high_res = None
+        if high_res_proj:
+            high_res = fpn[: len(high_res_proj)]
+            fpn = [None] * len(high_res_proj) + fpn[len(high_res_proj) :]
         if self.scalp > 0:
             fpn = fpn[: -self.scalp]
-        return ImageEncoderOutput(features, fpn, attentions if output_attentions else None)
+        return ImageEncoderOutput(features, fpn, attentions if output_attentions else None, high_res)
 
-    def fpn(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def fpn(self, features: list[torch.Tensor], project: list[nn.Module] | None = None) -> list[torch.Tensor]:
         """The FPN neck's top-down pass, as ``FpnNeck.forward`` computes it, without its sine position
         encodings: nothing downstream reads them, and upstream keeps them in a cache (90 MB for a 1024²
-        image) and copies them on every call."""
+        image) and copies them on every call.
+
+        ``project[i]`` (optional) is applied to level ``i`` (in its weights' dtype). At inference a level
+        that takes no top-down input and gives none is then computed as ``project[i](lateral(·))`` on
+        bands of rows, so that its 256-channel map (64 MB for a 1024² image's first level) never exists
+        whole."""
         neck = self.neck
         n = len(neck.convs) - 1
+        project = list(project or [])
+        banded = self.inference_chunk_tokens and not (torch.is_grad_enabled() or self.training)
         out: list[torch.Tensor] = [features[0]] * (n + 1)
         prev = None
         for i in range(n, -1, -1):  # lowest resolution first
-            lateral = neck.convs[n - i](features[i])
+            conv = neck.convs[n - i]
+            top_down = neck.fpn_top_down_levels
+            if banded and i < len(project) and i not in top_down and i - 1 not in top_down:
+                out[i] = _in_row_bands(
+                    lambda f, c=conv, p=project[i]: p(c(f).to(p.weight.dtype)),
+                    features[i],
+                    max(1, self.inference_chunk_tokens // features[i].shape[-1]),
+                )
+                prev = None
+                continue
+            lateral = conv(features[i])
             if i in neck.fpn_top_down_levels and prev is not None:
                 mode = neck.fpn_interp_model
                 top_down = F.interpolate(
@@ -145,7 +184,7 @@ class FusedImageEncoder(nn.Module):
                     prev /= 2
             else:
                 prev = lateral
-            out[i] = prev
+            out[i] = prev if i >= len(project) else project[i](prev.to(project[i].weight.dtype))
         return out
 
     @staticmethod
@@ -188,15 +227,76 @@ class FusedImageEncoder(nn.Module):
         x = shortcut + block.drop_path(x)
         if chunk_tokens and x.numel() // x.shape[-1] > chunk_tokens:
             # x is this block's own fresh tensor (strided like the pooled skip path at a stage change)
-            rows = x.contiguous().view(-1, x.shape[-1])  # updated in place, chunk by chunk
-            x = rows.view(x.shape)
-            for part in rows.split(chunk_tokens):
-                y = block.norm2(part)
-                part.add_(block.mlp(y)).add_(fusion.adapter_scale * fusion.mlp_adapter(y))
-            return x, text, weights
+            return FusedImageEncoder._mlp_in_place(block, fusion, x, chunk_tokens), text, weights
         y = block.norm2(x)
         x = x + block.drop_path(block.mlp(y)) + fusion.adapter_scale * fusion.mlp_adapter(y)
         return x, text, weights
+
+    @staticmethod
+    def _mlp_in_place(block: MultiScaleBlock, fusion: FusionLayer, x: torch.Tensor, chunk_tokens: int):
+        """The block's MLP part at inference, ``x + mlp(y) + α·mlp_adapter(y)`` with ``y = norm2(x)``,
+        written into ``x`` (a tensor the block owns) ``chunk_tokens`` tokens at a time."""
+        rows = x.contiguous().view(-1, x.shape[-1])
+        x = rows.view(x.shape)
+        for part in rows.split(chunk_tokens):
+            y = block.norm2(part)
+            part.add_(block.mlp(y)).add_(fusion.adapter_scale * fusion.mlp_adapter(y))
+        return x
+
+    @staticmethod
+    def _block_in_bands(
+        block: MultiScaleBlock,
+        fusion: FusionLayer,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        update_text: bool,
+        text_padding: torch.Tensor | None,
+        chunk_tokens: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, None] | None:
+        """Inference form of :meth:`_block` for a windowed block whose map the windows tile exactly: the
+        norm, the pooled skip projection (at a stage change), the window attention, the cross adapter
+        with the skip connection and the MLP part run on bands of whole window rows (at most about
+        ``chunk_tokens`` tokens), each written into the block's one output tensor. Nothing image-sized
+        exists but the input, the output and the cross adapter's ``d/4``-wide ``f``; every token goes
+        through the same ops as in :meth:`_block`. None if the block does not fit (global attention,
+        padded windows): the caller then runs :meth:`_block`."""
+        b, h, w, _ = x.shape
+        ws = block.window_size
+        q = block.q_stride[0] if block.q_stride else 1
+        if ws == 0 or h % ws or w % ws or ws % q or (block.q_stride and block.q_stride[1] != q):
+            return None
+        rows = ws * max(1, chunk_tokens // (ws * w))  # input rows per band
+        ho, wo, ws_out = h // q, w // q, ws // q
+        out = x.new_empty(b, ho, wo, block.dim_out)
+        shortcut = x if block.dim == block.dim_out else x.new_empty(b, ho, wo, block.dim_out)
+        for r in range(0, h, rows):
+            y = block.norm1(x[:, r : r + rows])
+            n = y.shape[1] // q  # output rows of this band
+            band = slice(r // q, r // q + n)
+            if block.dim != block.dim_out:
+                shortcut[:, band] = do_pool(block.proj(y), block.pool)
+            windows, _ = window_partition(y, ws)
+            out[:, band] = window_unpartition(block.attn(windows), ws_out, (n, wo), (n, wo))
+        text = fusion.cross_adapter.forward_in_bands(
+            out, text, shortcut, rows // q, update_text=update_text, text_padding=text_padding
+        )
+        del shortcut
+        return FusedImageEncoder._mlp_in_place(block, fusion, out, chunk_tokens), text, None
+
+
+def _in_row_bands(fn, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``fn(x)`` for a per-pixel ``fn`` of a (B, C, H, W) map, computed on ``rows`` rows at a time and
+    written into one output tensor."""
+    parts = x.split(rows, dim=2)
+    first = fn(parts[0])
+    out = first.new_empty((*first.shape[:2], x.shape[2], first.shape[3]))
+    out[:, :, : first.shape[2]] = first
+    start = first.shape[2]
+    del first
+    for part in parts[1:]:
+        out[:, :, start : start + part.shape[2]] = fn(part)
+        start += part.shape[2]
+    return out
 
 
 def _in_batch_chunks(fn, x: torch.Tensor, size: int) -> torch.Tensor:

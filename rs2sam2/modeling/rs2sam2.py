@@ -103,10 +103,19 @@ class RS2SAM2(
         if not attention_mask.is_meta and not bool(attention_mask.all()):
             padding = ~attention_mask.bool()
         image = self.image_encoder(
-            sam_pixels, text, output_attentions=output_attentions, text_padding=padding
+            sam_pixels,
+            text,
+            output_attentions=output_attentions,
+            text_padding=padding,
+            high_res_proj=self.sam_decoder.high_res_projections(),
         )
         decoded = self.sam_decoder(
-            image.fpn_features, text, prompts.sparse_prompt, prompts.dense_prompt, text_padding=padding
+            image.fpn_features,
+            text,
+            prompts.sparse_prompt,
+            prompts.dense_prompt,
+            text_padding=padding,
+            high_res_features=image.high_res_features,
         )
         size = sam_pixels.shape[-2:]
         logits = F.interpolate(decoded.low_res_logits.float(), size, mode="bilinear", align_corners=False)

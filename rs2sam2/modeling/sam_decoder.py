@@ -107,21 +107,35 @@ class SAMDecoder(nn.Module):
         coords = 2 * math.pi * ((2 * torch.stack([x, y], dim=-1) - 1) @ gaussian)  # (h, w, C/2)
         return torch.cat([coords.sin(), coords.cos()], dim=-1).permute(2, 0, 1).unsqueeze(0)
 
+    def high_res_projections(self) -> list[nn.Module]:
+        """SAM2's ``conv_s0`` / ``conv_s1``: the reductions of the first two FPN levels (256 → 32, 64
+        channels) for the mask decoder's upscaling path."""
+        return [self.mask_decoder.conv_s0, self.mask_decoder.conv_s1]
+
     def forward(
         self,
-        fpn_features: list[torch.Tensor],
+        fpn_features: list[torch.Tensor | None],
         text: torch.Tensor,
         sparse_prompt: torch.Tensor,
         dense_prompt: torch.Tensor,
         text_padding: torch.Tensor | None = None,
+        high_res_features: list[torch.Tensor] | None = None,
     ) -> DecoderOutput:
         """``fpn_features``: 3 levels (B, 256, S/4·2^-i, ·); ``text`` (B, L, 256); ``sparse_prompt``
-        (B, 1, 256); ``dense_prompt`` (B, 1, S/4, S/4) probabilities."""
+        (B, 1, 256); ``dense_prompt`` (B, 1, S/4, S/4) probabilities. ``high_res_features``: the first two
+        levels already reduced by :meth:`high_res_projections` (the image encoder can do it without
+        keeping their 256-channel maps); ``fpn_features[:2]`` are then not read."""
         md = self.mask_decoder
-        # sam2's FPN computes its top-down path in fp32; bring every level to the decoder's dtype.
-        fpn_features = [f.to(self.no_mem_embed.dtype) for f in fpn_features]
-        high_res = [md.conv_s0(fpn_features[0]), md.conv_s1(fpn_features[1])]
-        image = fpn_features[2] + self.no_mem_embed.view(1, -1, 1, 1)  # (B, 256, S/16, S/16)
+        if high_res_features is None:
+            # sam2's FPN computes its top-down path in fp32; bring every level to the decoder's dtype.
+            high_res_features = [
+                proj(f.to(self.no_mem_embed.dtype))
+                for proj, f in zip(self.high_res_projections(), fpn_features)
+            ]
+        high_res = list(high_res_features)
+        image = fpn_features[2].to(self.no_mem_embed.dtype) + self.no_mem_embed.view(
+            1, -1, 1, 1
+        )  # (B, 256, S/16, S/16)
         pos = self.dense_pe().to(image.dtype)  # (1, 256, S/16, S/16)
         image = self.text_fusion(image, pos, text, text_padding)
         dense = self.prompt_encoder.mask_downscaling(dense_prompt.to(image.dtype))  # (B, 256, S/16, S/16)
