@@ -36,6 +36,11 @@ def test_bundled_model_folder_is_complete_and_small():
     assert total <= 25 * 2**20, f"bundled model is {total / 2**20:.1f} MB, over 25 MB"
     card = (DEFAULT_MODEL / "README.md").read_text()
     assert "synthetic" in card.lower() and "mIoU" in card
+    # the card's figures are the shipped evaluation files', including the fit on training expressions
+    test = json.loads((DEFAULT_MODEL / "eval_test.json").read_text())
+    seen = json.loads((DEFAULT_MODEL / "eval_train_subset.json").read_text())
+    assert test["num_samples"] == seen["num_samples"] == 640
+    assert f"mIoU {test['mIoU']:.2f}" in card and f"mIoU {seen['mIoU']:.2f}" in card
 
 
 def test_examples_file_points_to_real_files():
