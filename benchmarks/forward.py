@@ -55,6 +55,7 @@ def run_one(
     text_len: int,
     quantize: str | None,
     compile: bool = False,
+    chunk_tokens: int | None = None,
 ) -> dict:
     import torch
 
@@ -71,6 +72,8 @@ def run_one(
     parameters = sum(p.numel() for p in model.parameters())  # before quantisation packs nn.Linear weights
     if quantize == "int8":
         quantize_int8(model)
+    if chunk_tokens is not None:
+        model.image_encoder.inference_chunk_tokens = chunk_tokens
     gc.collect()
     loaded_rss = _status_mb("VmRSS")
     build_peak = _peak_rss_mb()
@@ -110,6 +113,7 @@ def run_one(
         "dtype": dtype,
         "quantize": quantize,
         "compile": compile,
+        "chunk_tokens": model.image_encoder.inference_chunk_tokens,
         "device": device,
         "threads": torch.get_num_threads(),
         "image_size": s,
@@ -138,6 +142,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantisation of nn.Linear (CPU, fp32)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (Inductor)")
+    ap.add_argument(
+        "--chunk-tokens",
+        type=int,
+        help="tokens per band of the banded inference path (default: the model's; 0: one piece)",
+    )
     ap.add_argument("--text-len", type=int, default=12, help="text tokens incl. <s> and </s>")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -148,7 +157,15 @@ def main() -> None:
     if args.child:
         runs = args.runs or (3 if presets[0] == "official" else 20)
         res = run_one(
-            presets[0], runs, args.warmup, args.dtype, args.device, args.text_len, args.quantize, args.compile
+            presets[0],
+            runs,
+            args.warmup,
+            args.dtype,
+            args.device,
+            args.text_len,
+            args.quantize,
+            args.compile,
+            args.chunk_tokens,
         )
         print(json.dumps(res))
         return
@@ -160,6 +177,8 @@ def main() -> None:
             cmd += ["--quantize", args.quantize]
         if args.compile:
             cmd += ["--compile"]
+        if args.chunk_tokens is not None:
+            cmd += ["--chunk-tokens", str(args.chunk_tokens)]
         if args.runs:
             cmd += ["--runs", str(args.runs)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())

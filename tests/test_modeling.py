@@ -365,6 +365,21 @@ def test_chunked_inference_equals_the_one_piece_block_loop(tiny_model, tiny_conf
     assert enc.fusion_layers[0].mlp_adapter.fc1.weight.grad.abs().sum() > 0
 
 
+def test_band_size_counts_bytes_and_only_applies_at_inference(tiny_model):
+    enc = tiny_model.image_encoder
+    enc.inference_chunk_tokens = 2048
+    with torch.inference_mode():
+        enc.eval()
+        assert enc._chunk_tokens(torch.float32) == 2048
+        assert enc._chunk_tokens(torch.bfloat16) == enc._chunk_tokens(torch.float16) == 4096
+        enc.train()
+        assert enc._chunk_tokens(torch.float32) == 0
+    enc.eval()
+    assert enc._chunk_tokens(torch.float32) == 0  # autograd on
+    with torch.no_grad():
+        assert enc._chunk_tokens(torch.float32) == 2048
+
+
 def test_banded_block_declines_what_windows_do_not_tile(tiny_model):
     """A block whose map the windows do not tile exactly (padded windows) or that attends globally is
     left to the one-piece path."""

@@ -59,8 +59,15 @@ class FusedImageEncoder(nn.Module):
     # _block_in_bands), and the first FPN levels with SAM2's conv_s0/conv_s1 on bands of rows, so that no
     # intermediate of a 1024² image's first stage exists whole (its MLP hidden layer alone: 151 MB; the
     # 256-channel first FPN level: 64 MB). Every token is computed by the same ops as in one piece; 0
-    # turns it off.
+    # turns it off. The count is for 4-byte activations; 16-bit ones get twice as many per band (the
+    # same bytes: bf16 matmuls are fast enough that smaller bands cost more in calls than they save).
     inference_chunk_tokens: int = 2048
+
+    def _chunk_tokens(self, dtype: torch.dtype) -> int:
+        """Tokens per band at inference for activations of ``dtype``; 0 while training or with autograd."""
+        if torch.is_grad_enabled() or self.training or not self.inference_chunk_tokens:
+            return 0
+        return self.inference_chunk_tokens * max(1, 4 // dtype.itemsize)
 
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
@@ -105,7 +112,8 @@ class FusedImageEncoder(nn.Module):
         ``conv_s1``), applied here instead (see :meth:`fpn`)."""
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
-        if torch.is_grad_enabled() or self.training or not self.inference_chunk_tokens:
+        chunk = self._chunk_tokens(x.dtype)
+        if not chunk:
             x = x + trunk._get_pos_embed(x.shape[1:3])
         else:  # the patch embedding is a fresh tensor: add in place (x + p == p + x)
             x.add_(trunk._get_pos_embed(x.shape[1:3]))
@@ -121,7 +129,6 @@ class FusedImageEncoder(nn.Module):
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x, text, weights = checkpoint(self._block, *args, use_reentrant=False)
             else:
-                chunk = 0 if torch.is_grad_enabled() or self.training else self.inference_chunk_tokens
                 banded = None
                 if chunk and not want:
                     banded = self._block_in_bands(block, fusion, x, text, i != last, text_padding, chunk)
@@ -155,17 +162,17 @@ class FusedImageEncoder(nn.Module):
         neck = self.neck
         n = len(neck.convs) - 1
         project = list(project or [])
-        banded = self.inference_chunk_tokens and not (torch.is_grad_enabled() or self.training)
+        chunk = self._chunk_tokens(features[0].dtype)
         out: list[torch.Tensor] = [features[0]] * (n + 1)
         prev = None
         for i in range(n, -1, -1):  # lowest resolution first
             conv = neck.convs[n - i]
             top_down = neck.fpn_top_down_levels
-            if banded and i < len(project) and i not in top_down and i - 1 not in top_down:
+            if chunk and i < len(project) and i not in top_down and i - 1 not in top_down:
                 out[i] = _in_row_bands(
                     lambda f, c=conv, p=project[i]: p(c(f).to(p.weight.dtype)),
                     features[i],
-                    max(1, self.inference_chunk_tokens // features[i].shape[-1]),
+                    max(1, chunk // features[i].shape[-1]),
                 )
                 prev = None
                 continue
