@@ -112,14 +112,24 @@ def _model_inputs(config: RS2SAM2Config, batch: int, text_len: int) -> dict[str,
 
 
 def count_flops(
-    config: RS2SAM2Config, *, batch: int = 1, text_len: int = 12, device: str | torch.device = "meta"
+    config: RS2SAM2Config,
+    *,
+    batch: int = 1,
+    text_len: int = 12,
+    device: str | torch.device = "meta",
+    chunk_tokens: int = 0,
 ) -> dict[str, int]:
     """FLOPs of one forward, per stage name of :data:`STAGES` plus ``"unattributed"`` (0 for this model)
     and ``"total"``; also ``"nn_linear"``: the part inside ``nn.Linear`` modules, which is what
-    ``quantize="int8"`` runs in int8. ``device="cpu"`` runs real arithmetic (to check the ``meta`` count)."""
+    ``quantize="int8"`` runs in int8. ``device="cpu"`` runs real arithmetic (to check the ``meta`` count).
+
+    Stages are told apart by module hooks, so the image encoder runs in one piece (``chunk_tokens=0``):
+    its CPU inference bands (``FusedImageEncoder.inference_chunk_tokens``) call some submodules' parts
+    directly. They do the same arithmetic: ``chunk_tokens > 0`` on the CPU gives the same total."""
     with torch.device(device):
         model = RS2SAM2(config).eval()
         inputs = _model_inputs(config, batch, text_len)
+    model.image_encoder.inference_chunk_tokens = chunk_tokens
     counter = FlopCounterMode(display=False)
     meter = _StageMeter(counter)
     linear = {"flops": 0, "start": 0}

@@ -43,6 +43,15 @@ def test_meta_count_equals_real_cpu_count(tiny_config):
     )
 
 
+def test_cpu_inference_bands_do_the_same_arithmetic(tiny_config):
+    # the banded CPU inference path (window rows, FPN rows) adds no work: same total as one piece
+    one_piece = flops_bench.count_flops(tiny_config, device="cpu")
+    banded = flops_bench.count_flops(tiny_config, device="cpu", chunk_tokens=500)
+    assert banded["total"] == one_piece["total"]
+    # really banded: the bands call the fusion attention's parts directly, outside the stage hooks
+    assert banded["unattributed"] > 0 == one_piece["unattributed"]
+
+
 def test_official_counts_match_reference():
     # Meta device, no arithmetic: ~4 s (Hiera is built on the CPU, then moved: ~0.9 GB for a moment).
     flops = flops_bench.count_flops(RS2SAM2Config.from_preset("official"), batch=1, text_len=12)

@@ -365,19 +365,21 @@ def test_chunked_inference_equals_the_one_piece_block_loop(tiny_model, tiny_conf
     assert enc.fusion_layers[0].mlp_adapter.fc1.weight.grad.abs().sum() > 0
 
 
-def test_band_size_counts_bytes_and_only_applies_at_inference(tiny_model):
+def test_band_size_counts_bytes_and_only_applies_at_cpu_inference(tiny_model):
     enc = tiny_model.image_encoder
     enc.inference_chunk_tokens = 2048
+    f32, bf16, f16 = (torch.empty(1, dtype=d) for d in (torch.float32, torch.bfloat16, torch.float16))
     with torch.inference_mode():
         enc.eval()
-        assert enc._chunk_tokens(torch.float32) == 2048
-        assert enc._chunk_tokens(torch.bfloat16) == enc._chunk_tokens(torch.float16) == 4096
+        assert enc._chunk_tokens(f32) == 2048
+        assert enc._chunk_tokens(bf16) == enc._chunk_tokens(f16) == 4096
+        assert enc._chunk_tokens(torch.empty(1, device="meta")) == 0  # off the CPU: one piece
         enc.train()
-        assert enc._chunk_tokens(torch.float32) == 0
+        assert enc._chunk_tokens(f32) == 0
     enc.eval()
-    assert enc._chunk_tokens(torch.float32) == 0  # autograd on
+    assert enc._chunk_tokens(f32) == 0  # autograd on
     with torch.no_grad():
-        assert enc._chunk_tokens(torch.float32) == 2048
+        assert enc._chunk_tokens(f32) == 2048
 
 
 def test_banded_block_declines_what_windows_do_not_tile(tiny_model):

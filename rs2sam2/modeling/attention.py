@@ -46,11 +46,25 @@ class PackedCrossAttention(nn.Module):
         ``key_padding_mask`` (B, Nk) is True where a key must be ignored. Returns the output (B, Nq, C)
         and, if ``need_weights``, the attention weights averaged over heads (B, Nq, Nk).
         """
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = self._split_heads(F.linear(query, w_q, b_q))  # (B, h, Nq, C/h)
-        k = self._split_heads(F.linear(key, w_k, b_k))  # (B, h, Nk, C/h)
-        v = self._split_heads(F.linear(value, w_v, b_v))  # (B, h, Nk, C/h)
+        return self.attend(query, *self.project_kv(key, value), key_padding_mask, need_weights)
+
+    def project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key and value projections, split into heads: (B, h, Nk, C/h) each (see :meth:`attend`)."""
+        _, w_k, w_v = self.in_proj_weight.chunk(3)
+        _, b_k, b_v = self.in_proj_bias.chunk(3)
+        return self._split_heads(F.linear(key, w_k, b_k)), self._split_heads(F.linear(value, w_v, b_v))
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` with the keys and values already projected by :meth:`project_kv` — so that
+        queries that come in parts (bands of an image) share one projection of the same keys."""
+        q = self._split_heads(F.linear(query, self.in_proj_weight[: self.dim], self.in_proj_bias[: self.dim]))
         mask = None
         if key_padding_mask is not None:
             mask = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Nk), True = attend

@@ -91,10 +91,11 @@ class CrossAdapter(nn.Module):
         ``h = d/4`` wide). Returns the new text."""
         b, h, w, _ = x.shape
         t = self.text_in(text)
+        k, v = self.vision_attn.project_kv(t, t)  # once for all bands
         f = x.new_empty(b, h, w, self.fc1.out_features)
         for r in range(0, h, rows):
             part = F.gelu(self.fc1(x[:, r : r + rows])).flatten(1, 2)  # (B, rows·W, h)
-            part = part + self.vision_attn(part, t, t, key_padding_mask=text_padding, need_weights=False)[0]
+            part = part + self.vision_attn.attend(part, k, v, key_padding_mask=text_padding)[0]
             f[:, r : r + rows] = part.view(b, -1, w, part.shape[-1])
         if update_text:
             flat = f.view(b, h * w, -1)

@@ -61,13 +61,18 @@ class FusedImageEncoder(nn.Module):
     # 256-channel first FPN level: 64 MB). Every token is computed by the same ops as in one piece; 0
     # turns it off. The count is for 4-byte activations; 16-bit ones get twice as many per band (the
     # same bytes: bf16 matmuls are fast enough that smaller bands cost more in calls than they save).
+    # CPU only: on a GPU the activations are small next to its memory, and bands would turn every op
+    # into dozens of small kernel launches.
     inference_chunk_tokens: int = 2048
 
-    def _chunk_tokens(self, dtype: torch.dtype) -> int:
-        """Tokens per band at inference for activations of ``dtype``; 0 while training or with autograd."""
+    def _chunk_tokens(self, x: torch.Tensor) -> int:
+        """Tokens per band at inference for activations like ``x``; 0 (one piece) while training, with
+        autograd, or off the CPU (and on ``meta``, where FLOPs are counted: the same either way)."""
         if torch.is_grad_enabled() or self.training or not self.inference_chunk_tokens:
             return 0
-        return self.inference_chunk_tokens * max(1, 4 // dtype.itemsize)
+        if x.device.type != "cpu":
+            return 0
+        return self.inference_chunk_tokens * max(1, 4 // x.dtype.itemsize)
 
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
@@ -112,7 +117,7 @@ class FusedImageEncoder(nn.Module):
         ``conv_s1``), applied here instead (see :meth:`fpn`)."""
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
-        chunk = self._chunk_tokens(x.dtype)
+        chunk = self._chunk_tokens(x)
         if not chunk:
             x = x + trunk._get_pos_embed(x.shape[1:3])
         else:  # the patch embedding is a fresh tensor: add in place (x + p == p + x)
@@ -162,7 +167,7 @@ class FusedImageEncoder(nn.Module):
         neck = self.neck
         n = len(neck.convs) - 1
         project = list(project or [])
-        chunk = self._chunk_tokens(features[0].dtype)
+        chunk = self._chunk_tokens(features[0])
         out: list[torch.Tensor] = [features[0]] * (n + 1)
         prev = None
         for i in range(n, -1, -1):  # lowest resolution first
