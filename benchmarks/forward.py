@@ -8,6 +8,7 @@ Prints one JSON object per configuration, then a summary table. Examples::
     python benchmarks/forward.py                        # official + tiny, fp32, CPU
     python benchmarks/forward.py --preset tiny --runs 20
     python benchmarks/forward.py --preset official --dtype bfloat16 --runs 3
+    python benchmarks/forward.py --preset official --autocast bfloat16 --device cuda   # fp32 weights
     python benchmarks/forward.py --preset official --quantize int8 --runs 3   # int8 nn.Linear, CPU
     python benchmarks/forward.py --preset tiny --compile     # torch.compile (first call timed apart)
 """
@@ -23,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+SHORT = {"bfloat16": "bf16", "float16": "fp16"}
 
 
 def _peak_rss_mb() -> float:
@@ -56,6 +59,7 @@ def run_one(
     quantize: str | None,
     compile: bool = False,
     chunk_tokens: int | None = None,
+    autocast: str | None = None,
 ) -> dict:
     import torch
 
@@ -88,6 +92,12 @@ def run_one(
         "attention_mask": torch.ones(1, text_len, dtype=torch.bool, device=device),
     }
     run = torch.compile(model) if compile else model
+    # fp32 weights, matmuls in ``autocast`` (as training does on CUDA); None: the weights' own dtype
+    amp = (
+        torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, autocast))
+        if autocast
+        else None
+    )
     times = []
     first_call_s = None
     with torch.inference_mode():
@@ -95,7 +105,11 @@ def run_one(
             if device == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            out = run(**inputs)
+            if amp is None:
+                out = run(**inputs)
+            else:
+                with amp:
+                    out = run(**inputs)
             if device == "cuda":
                 torch.cuda.synchronize()
             if i == 0:
@@ -111,6 +125,7 @@ def run_one(
     return {
         "preset": preset,
         "dtype": dtype,
+        "autocast": autocast,
         "quantize": quantize,
         "compile": compile,
         "chunk_tokens": model.image_encoder.inference_chunk_tokens,
@@ -139,6 +154,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=None, help="timed runs (default: 3 official, 20 tiny)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument(
+        "--autocast", choices=["bfloat16", "float16"], help="run under torch.autocast (weights stay --dtype)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantisation of nn.Linear (CPU, fp32)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (Inductor)")
@@ -154,6 +172,8 @@ def main() -> None:
     presets = args.preset or ["official", "tiny"]
     if args.quantize and (args.dtype != "float32" or args.device != "cpu"):
         ap.error(f"--quantize {args.quantize} needs --dtype float32 and --device cpu")
+    if args.autocast and (args.dtype != "float32" or args.quantize):
+        ap.error("--autocast runs fp32 weights: it takes neither --dtype nor --quantize")
     if args.child:
         runs = args.runs or (3 if presets[0] == "official" else 20)
         res = run_one(
@@ -166,6 +186,7 @@ def main() -> None:
             args.quantize,
             args.compile,
             args.chunk_tokens,
+            args.autocast,
         )
         print(json.dumps(res))
         return
@@ -177,6 +198,8 @@ def main() -> None:
             cmd += ["--quantize", args.quantize]
         if args.compile:
             cmd += ["--compile"]
+        if args.autocast:
+            cmd += ["--autocast", args.autocast]
         if args.chunk_tokens is not None:
             cmd += ["--chunk-tokens", str(args.chunk_tokens)]
         if args.runs:
@@ -190,7 +213,10 @@ def main() -> None:
         f"{'loaded RSS MB':>15}{'inference peak MB':>19}{'peak RSS MB':>13}"
     )
     for r in results:
-        weights = (r["quantize"] or r["dtype"]) + (" +compile" if r.get("compile") else "")
+        weights = (r["quantize"] or r["dtype"]) + (
+            f" amp {SHORT[r['autocast']]}" if r.get("autocast") else ""
+        )
+        weights += " +compile" if r.get("compile") else ""
         inference_peak = r["inference_peak_rss_mb"] or float("nan")
         print(
             f"{r['preset']:<10}{weights:<18}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
