@@ -1,0 +1,38 @@
+"""benchmarks/forward.py: one configuration measured in-process on the ``tiny`` preset."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _load():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "forward.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_forward", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"autocast": "bfloat16", "chunk_tokens": 0},
+        {"dtype": "bfloat16", "chunk_tokens": 300},
+    ],
+)
+def test_run_one_reports_what_it_ran(kwargs):
+    fwd = _load()
+    args = {"dtype": "float32", "quantize": None, **kwargs}
+    res = fwd.run_one("tiny", 2, 1, args.pop("dtype"), "cpu", 9, args.pop("quantize"), **args)
+    assert res["preset"] == "tiny" and res["runs"] == 2 and res["text_tokens"] == 9
+    assert res["dtype"] == kwargs.get("dtype", "float32") and res["autocast"] == kwargs.get("autocast")
+    assert res["chunk_tokens"] == kwargs.get("chunk_tokens", 2048)  # the model's default unless set
+    assert 0 < res["min_s"] <= res["median_s"] <= res["p95_s"]
+    assert res["parameters"] > 3_000_000
+    assert res["loaded_rss_mb"] <= res["peak_rss_mb"]
