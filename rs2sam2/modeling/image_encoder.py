@@ -267,8 +267,9 @@ class FusedImageEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, None] | None:
         """Inference form of :meth:`_block` for a windowed block whose map the windows tile exactly: the
         norm, the pooled skip projection (at a stage change), the window attention, the cross adapter
-        with the skip connection and the MLP part run on bands of whole window rows (at most about
-        ``chunk_tokens`` tokens), each written into the block's one output tensor. Nothing image-sized
+        with the skip connection and the MLP part run on bands of whole window rows (about
+        ``chunk_tokens`` tokens of each image, at least one window row), each written into the block's
+        one output tensor. Nothing image-sized
         exists but the input, the output and the cross adapter's ``d/4``-wide ``f``; every token goes
         through the same ops as in :meth:`_block`. None if the block does not fit (global attention,
         padded windows): the caller then runs :meth:`_block`."""
