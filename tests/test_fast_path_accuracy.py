@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-
-def _load():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fast_path_accuracy.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_fast_path_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_summary_per_sample_pooled_and_flipped_pixels():
-    fpa = _load()
+    fpa = load_benchmark("fast_path_accuracy")
     small = np.zeros((8, 8), bool)
     small[:2, :5] = True  # 10 px
     small_fast = small.copy()

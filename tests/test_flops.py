@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from rs2sam2 import RS2SAM2Config
 
+from .conftest import load_benchmark
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load_flops():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "flops.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_flops", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-flops_bench = _load_flops()
+flops_bench = load_benchmark("flops")
 STAGE_NAMES = [s.name for s in flops_bench.STAGES]
 
 

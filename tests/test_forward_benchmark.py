@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def _load():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "forward.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_forward", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 @pytest.mark.parametrize(
@@ -27,7 +16,7 @@ def _load():
     ],
 )
 def test_run_one_reports_what_it_ran(kwargs):
-    fwd = _load()
+    fwd = load_benchmark("forward")
     args = {"dtype": "float32", "quantize": None, **kwargs}
     res = fwd.run_one("tiny", 2, 1, args.pop("dtype"), "cpu", 9, args.pop("quantize"), **args)
     assert res["preset"] == "tiny" and res["runs"] == 2 and res["text_tokens"] == 9
