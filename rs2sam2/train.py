@@ -93,6 +93,8 @@ class TrainConfig:
         eval_batch_size: validation batch size (1 as the official evaluation).
         train_split, val_split: dataset splits.
         loss: loss variant (:data:`rs2sam2.losses.LOSS_VARIANTS`).
+        class_weights: the CE class weights (background, foreground) instead of the variant's (official
+            0.9, 1.1) — for targets much smaller than RRSIS-D's; ``None`` keeps the variant's.
         occlusion: RRSIS-D random-box occlusion of 20 % of the train refs (official for RRSIS-D only).
         max_steps: stop after this many optimiser steps (quick runs); ``None``: run all epochs.
         log_every: write a train record to ``metrics.jsonl`` every this many steps.
@@ -126,6 +128,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     loss: str = "official"
+    class_weights: tuple[float, float] | None = None
     occlusion: bool = False
     max_steps: int | None = None
     log_every: int = 10
@@ -142,6 +145,10 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.loss not in LOSS_VARIANTS:
             raise ValueError(f"loss must be one of {sorted(LOSS_VARIANTS)}, got {self.loss!r}")
+        if self.class_weights is not None:
+            if len(self.class_weights) != 2 or min(self.class_weights) <= 0:
+                raise ValueError(f"class_weights must be two positive numbers, got {self.class_weights!r}")
+            self.class_weights = (float(self.class_weights[0]), float(self.class_weights[1]))
         for name in ("epochs", "batch_size", "grad_accumulation", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -211,6 +218,12 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 
 
 # --------------------------------------------------------------------------------------- utilities
+def loss_from_config(config: TrainConfig) -> RS2SAM2Loss:
+    """The training objective of ``config``: its loss variant, with its CE class weights if it sets them."""
+    overrides = {"class_weights": config.class_weights} if config.class_weights is not None else {}
+    return build_loss(config.loss, **overrides)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python ``random``, numpy and torch (all devices), as the official ``seed_everything``."""
     random.seed(seed)
@@ -495,7 +508,7 @@ class Trainer:
         train_dataset: referring items of the train split (see :class:`TrainingSet`).
         config: :class:`TrainConfig`.
         val_dataset: referring items for model selection; ``None``: ``best`` follows the latest epoch.
-        loss: the objective (default: ``build_loss(config.loss)``).
+        loss: the objective (default: :func:`loss_from_config`).
     """
 
     def __init__(
@@ -532,7 +545,7 @@ class Trainer:
             self.forward_module = DistributedDataParallel(
                 self.forward_module, device_ids=ids, find_unused_parameters=True
             )
-        self.loss_fn = loss if loss is not None else build_loss(config.loss)
+        self.loss_fn = loss if loss is not None else loss_from_config(config)
         self.optimizer = torch.optim.AdamW(
             self.model.parameter_groups(config.base_lr, config.fusion_lr),
             lr=config.base_lr,
@@ -896,6 +909,13 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--schedule", default=d.schedule, choices=sorted(SCHEDULES))
     g.add_argument("--decay-epochs", type=int, default=d.decay_epochs, help="'paper' schedule: last N")
     g.add_argument("--loss", default=d.loss, choices=sorted(LOSS_VARIANTS))
+    g.add_argument(
+        "--class-weights",
+        nargs=2,
+        type=float,
+        metavar=("BG", "FG"),
+        help="CE class weights instead of the loss variant's (official 0.9 1.1), e.g. for tiny targets",
+    )
     g.add_argument("--precision", default=d.precision, choices=sorted(PRECISIONS))
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--freeze-policy", default=d.freeze_policy, choices=FREEZE_POLICIES)
@@ -935,6 +955,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         train_split=args.train_split,
         val_split=args.val_split,
         loss=args.loss,
+        class_weights=tuple(args.class_weights) if args.class_weights else None,
         occlusion=args.occlusion,
         max_steps=args.max_steps,
         log_every=args.log_every,

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2.cli import main
+from rs2sam2.cli import build_parser, main
 from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.processing import RS2SAM2Processor
@@ -27,8 +27,10 @@ from rs2sam2.train import (
     Trainer,
     TrainingSet,
     load_checkpoint,
+    loss_from_config,
     seed_everything,
     set_gradient_checkpointing,
+    train_config_from_args,
 )
 
 # Small enough for CPU tests: 64² SAM2 input and a text table sized to the 123-token test tokenizer.
@@ -315,3 +317,27 @@ def test_training_set_resizes_the_mask_with_nearest_and_occludes_deterministical
     assert torch.equal(first, ts[hidden]["sam_pixels"])  # same epoch, same boxes
     ts.epoch = 1
     assert not torch.equal(first, ts[hidden]["sam_pixels"])  # new epoch, new boxes
+
+
+def test_class_weights_override_the_loss_variant(tmp_path):
+    official = loss_from_config(TrainConfig(output_dir=str(tmp_path)))
+    assert official.config.class_weights == (0.9, 1.1) and official.config.dice_weight == 0.1
+    cfg = TrainConfig(output_dir=str(tmp_path), loss="paper", class_weights=[1, 10])  # JSON gives lists
+    weighted = loss_from_config(cfg)
+    assert weighted.config.class_weights == (1.0, 10.0) and weighted.config.ce_weight == 1.0  # paper's λ_ce
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # train_config.json round trip
+    # a missed foreground pixel costs more with the heavier foreground weight (CE; Dice is unweighted)
+    logits, target = torch.full((1, 1, 4, 4), -3.0), torch.zeros(1, 4, 4)
+    target[0, 0, :2] = 1
+    heavy = loss_from_config(TrainConfig(output_dir=str(tmp_path), class_weights=(1.0, 10.0)))
+    assert heavy(logits, target, torch.ones(1)).ce > official(logits, target, torch.ones(1)).ce
+    for bad in [(0.0, 1.0), (1.0,), (1.0, 2.0, 3.0)]:
+        with pytest.raises(ValueError, match="class_weights"):
+            TrainConfig(output_dir=str(tmp_path), class_weights=bad)
+
+
+def test_cli_class_weights(tmp_path):
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    args = build_parser().parse_args([*base, "--class-weights", "1", "10"])
+    assert train_config_from_args(args).class_weights == (1.0, 10.0)
+    assert train_config_from_args(build_parser().parse_args(base)).class_weights is None
