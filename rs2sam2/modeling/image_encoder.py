@@ -172,12 +172,13 @@ class FusedImageEncoder(nn.Module):
         prev = None
         for i in range(n, -1, -1):  # lowest resolution first
             conv = neck.convs[n - i]
-            top_down = neck.fpn_top_down_levels
-            if chunk and i < len(project) and i not in top_down and i - 1 not in top_down:
-                out[i] = _in_row_bands(
+            levels = neck.fpn_top_down_levels
+            if chunk and i < len(project) and i not in levels and i - 1 not in levels:
+                out[i] = _in_chunks(
                     lambda f, c=conv, p=project[i]: p(c(f).to(p.weight.dtype)),
                     features[i],
                     max(1, chunk // features[i].shape[-1]),
+                    dim=2,  # rows
                 )
                 prev = None
                 continue
@@ -224,7 +225,7 @@ class FusedImageEncoder(nn.Module):
             hw = x.shape[1:3]
             x, pad_hw = window_partition(x, window_size)  # (B·nW, ws, ws, dim)
         if chunk_tokens and window_size > 0 and x.numel() // x.shape[-1] > chunk_tokens:
-            x = _in_batch_chunks(block.attn, x, max(1, chunk_tokens // (window_size * window_size)))
+            x = _in_chunks(block.attn, x, max(1, chunk_tokens // (window_size * window_size)))
         else:
             x = block.attn(x)
         if block.q_stride:  # q-pooling halved the map, and with it the window
@@ -269,10 +270,9 @@ class FusedImageEncoder(nn.Module):
         norm, the pooled skip projection (at a stage change), the window attention, the cross adapter
         with the skip connection and the MLP part run on bands of whole window rows (about
         ``chunk_tokens`` tokens of each image, at least one window row), each written into the block's
-        one output tensor. Nothing image-sized
-        exists but the input, the output and the cross adapter's ``d/4``-wide ``f``; every token goes
-        through the same ops as in :meth:`_block`. None if the block does not fit (global attention,
-        padded windows): the caller then runs :meth:`_block`."""
+        one output tensor. Nothing image-sized exists but the input, the output and the cross adapter's
+        ``d/4``-wide ``f``; every token goes through the same ops as in :meth:`_block`. None if the block
+        does not fit (global attention, padded windows): the caller then runs :meth:`_block`."""
         b, h, w, _ = x.shape
         ws = block.window_size
         q = block.q_stride[0] if block.q_stride else 1
@@ -297,31 +297,18 @@ class FusedImageEncoder(nn.Module):
         return FusedImageEncoder._mlp_in_place(block, fusion, out, chunk_tokens), text, None
 
 
-def _in_row_bands(fn, x: torch.Tensor, rows: int) -> torch.Tensor:
-    """``fn(x)`` for a per-pixel ``fn`` of a (B, C, H, W) map, computed on ``rows`` rows at a time and
-    written into one output tensor."""
-    parts = x.split(rows, dim=2)
-    first = fn(parts[0])
-    out = first.new_empty((*first.shape[:2], x.shape[2], first.shape[3]))
-    out[:, :, : first.shape[2]] = first
-    start = first.shape[2]
-    del first
-    for part in parts[1:]:
-        out[:, :, start : start + part.shape[2]] = fn(part)
-        start += part.shape[2]
-    return out
-
-
-def _in_batch_chunks(fn, x: torch.Tensor, size: int) -> torch.Tensor:
-    """``fn(x)`` for a ``fn`` that treats the items of the batch (dim 0) independently, computed on
-    ``size`` items at a time and written into one output tensor."""
-    parts = x.split(size)
-    first = fn(parts[0])
-    out = first.new_empty((x.shape[0], *first.shape[1:]))
-    out[: len(first)] = first
-    start = len(first)
-    del first
-    for part in parts[1:]:
-        out[start : start + len(part)] = fn(part)
-        start += len(part)
+def _in_chunks(fn, x: torch.Tensor, size: int, dim: int = 0) -> torch.Tensor:
+    """``fn(x)`` for a ``fn`` that treats the slices of ``x`` along ``dim`` independently (the items of a
+    batch, the rows of a per-pixel map), computed on ``size`` slices at a time into one output tensor."""
+    out = None
+    start = 0
+    for part in x.split(size, dim=dim):
+        y = fn(part)
+        if out is None:
+            shape = list(y.shape)
+            shape[dim] = x.shape[dim]
+            out = y.new_empty(shape)
+        out.narrow(dim, start, part.shape[dim]).copy_(y)
+        start += part.shape[dim]
+        del y
     return out

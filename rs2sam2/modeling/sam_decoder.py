@@ -132,10 +132,8 @@ class SAMDecoder(nn.Module):
                 proj(f.to(self.no_mem_embed.dtype))
                 for proj, f in zip(self.high_res_projections(), fpn_features)
             ]
-        high_res = list(high_res_features)
-        image = fpn_features[2].to(self.no_mem_embed.dtype) + self.no_mem_embed.view(
-            1, -1, 1, 1
-        )  # (B, 256, S/16, S/16)
+        image = fpn_features[2].to(self.no_mem_embed.dtype)
+        image = image + self.no_mem_embed.view(1, -1, 1, 1)  # (B, 256, S/16, S/16)
         pos = self.dense_pe().to(image.dtype)  # (1, 256, S/16, S/16)
         image = self.text_fusion(image, pos, text, text_padding)
         dense = self.prompt_encoder.mask_downscaling(dense_prompt.to(image.dtype))  # (B, 256, S/16, S/16)
@@ -146,6 +144,6 @@ class SAMDecoder(nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=False,
             repeat_image=False,
-            high_res_features=high_res,
+            high_res_features=list(high_res_features),
         )
         return DecoderOutput(low_res_logits=masks, iou_scores=iou, object_score_logits=obj)
