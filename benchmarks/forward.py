@@ -1,11 +1,18 @@
-"""Forward latency and peak memory of RS2-SAM2 (random weights, batch 1, one image + one sentence).
+"""Forward latency and peak memory of RS2-SAM2 (batch 1, one image + one sentence).
 
-Each preset runs in its own subprocess so that peak RSS is that preset's alone (it includes building the
-fp32 model, also for ``--quantize int8``; ``loaded_rss_mb`` is the footprint once the model is ready and
-``inference_peak_rss_mb`` the peak while it runs, measured apart from the build).
+The model is loaded as users load one, with ``RS2SAM2.from_pretrained`` from a model folder: ``--weights``
+(e.g. the converted official release), or by default random weights of ``--preset`` that a helper process
+saves to a temporary folder first. ``--in-memory`` builds the random model in the measuring process
+instead (all its memory is then anonymous and resident, the 250 MiB text embedding included, whereas a
+loaded checkpoint is memory-mapped and resident only where a forward pass reads it).
+
+Each configuration runs in its own subprocess so that peak RSS is its own (``peak_rss_mb`` includes loading
+the fp32 model, also for ``--quantize int8``; ``loaded_rss_mb`` is the footprint once the model is ready
+and ``inference_peak_rss_mb`` the peak while it runs, measured apart from the loading).
 Prints one JSON object per configuration, then a summary table. Examples::
 
     python benchmarks/forward.py                        # official + tiny, fp32, CPU
+    python benchmarks/forward.py --weights path/to/rrsisd --runs 5   # a real checkpoint folder
     python benchmarks/forward.py --preset tiny --runs 20
     python benchmarks/forward.py --preset official --dtype bfloat16 --runs 3
     python benchmarks/forward.py --preset official --autocast bfloat16 --device cuda   # fp32 weights
@@ -23,7 +30,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 SHORT = {"bfloat16": "bf16", "float16": "fp16"}
 
@@ -60,18 +69,24 @@ def run_one(
     compile: bool = False,
     chunk_tokens: int | None = None,
     autocast: str | None = None,
+    weights: str | None = None,
 ) -> dict:
+    """One configuration in this process. ``weights``: a model folder to load (``preset`` is then only a
+    label); None builds random weights of ``preset`` in memory."""
     import torch
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config
     from rs2sam2.predictor import quantize_int8, release_cpu_memory
 
-    torch.manual_seed(0)
-    cfg = RS2SAM2Config.from_preset(preset)
-    t0 = time.perf_counter()
-    model = RS2SAM2(cfg).eval()
-    build_s = time.perf_counter() - t0
     torch_dtype = getattr(torch, dtype)
+    t0 = time.perf_counter()
+    if weights is None:  # random weights, built here
+        torch.manual_seed(0)
+        model = RS2SAM2(RS2SAM2Config.from_preset(preset)).eval()
+    else:
+        model = RS2SAM2.from_pretrained(weights, dtype=torch_dtype)
+    build_s = time.perf_counter() - t0
+    cfg = model.config
     model = model.to(device=device, dtype=torch_dtype)
     parameters = sum(p.numel() for p in model.parameters())  # before quantisation packs nn.Linear weights
     if quantize == "int8":
@@ -79,6 +94,7 @@ def run_one(
     if chunk_tokens is not None:
         model.image_encoder.inference_chunk_tokens = chunk_tokens
     gc.collect()
+    release_cpu_memory()  # what loading freed (the predictor does the same)
     loaded_rss = _status_mb("VmRSS")
     build_peak = _peak_rss_mb()
     reset = _reset_peak_rss()
@@ -124,6 +140,7 @@ def run_one(
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
     return {
         "preset": preset,
+        "weights": "in memory (random)" if weights is None else "loaded from a model folder",
         "dtype": dtype,
         "autocast": autocast,
         "quantize": quantize,
@@ -144,8 +161,20 @@ def run_one(
         "build_peak_rss_mb": round(build_peak, 1),
         # the peak while running inference on the loaded model (what a serving process holds)
         "inference_peak_rss_mb": round(_status_mb("VmHWM"), 1) if reset else None,
+        # what a serving process holds between requests (a loaded checkpoint is resident once read)
+        "after_runs_rss_mb": round(_status_mb("VmRSS"), 1),
         "parameters": parameters,
     }
+
+
+def save_random(preset: str, folder: str) -> None:
+    """Random weights of ``preset`` (seed 0, as ``--in-memory`` builds them) saved as a model folder."""
+    import torch
+
+    from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+    torch.manual_seed(0)
+    RS2SAM2(RS2SAM2Config.from_preset(preset)).save_pretrained(folder)
 
 
 def main() -> None:
@@ -166,16 +195,26 @@ def main() -> None:
         help="tokens per band of the banded inference path (default: the model's; 0: one piece)",
     )
     ap.add_argument("--text-len", type=int, default=12, help="text tokens incl. <s> and </s>")
+    ap.add_argument("--weights", help="a model folder to load instead of random weights (one configuration)")
+    ap.add_argument(
+        "--in-memory", action="store_true", help="random weights built in the measuring process, not loaded"
+    )
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--save-random", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     presets = args.preset or ["official", "tiny"]
     if args.quantize and (args.dtype != "float32" or args.device != "cpu"):
         ap.error(f"--quantize {args.quantize} needs --dtype float32 and --device cpu")
     if args.autocast and (args.dtype != "float32" or args.quantize):
         ap.error("--autocast runs fp32 weights: it takes neither --dtype nor --quantize")
+    if args.weights and not args.child and (args.in_memory or args.preset):
+        ap.error("--weights measures that folder: it takes neither --preset nor --in-memory")
+    if args.save_random:
+        save_random(presets[0], args.save_random)
+        return
     if args.child:
-        runs = args.runs or (3 if presets[0] == "official" else 20)
+        runs = args.runs or (20 if presets[0] == "tiny" else 3)
         res = run_one(
             presets[0],
             runs,
@@ -187,9 +226,12 @@ def main() -> None:
             args.compile,
             args.chunk_tokens,
             args.autocast,
+            args.weights,
         )
         print(json.dumps(res))
         return
+    if args.weights:
+        presets = [Path(args.weights).name]
     results = []
     for preset in presets:
         cmd = [sys.executable, __file__, "--child", "--preset", preset, "--warmup", str(args.warmup)]
@@ -204,13 +246,21 @@ def main() -> None:
             cmd += ["--chunk-tokens", str(args.chunk_tokens)]
         if args.runs:
             cmd += ["--runs", str(args.runs)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+        with tempfile.TemporaryDirectory(prefix=f"rs2sam2-{preset}-") as tmp:
+            if args.weights:
+                cmd += ["--weights", args.weights]
+            elif not args.in_memory:
+                folder = str(Path(tmp) / preset)
+                helper = [sys.executable, __file__, "--save-random", folder, "--preset", preset]
+                subprocess.run(helper, check=True, capture_output=True, text=True)
+                cmd += ["--weights", folder]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
         res = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(res))
         results.append(res)
     print(
         f"\n{'preset':<10}{'weights':<18}{'threads':>8}{'median s':>10}{'p95 s':>9}"
-        f"{'loaded RSS MB':>15}{'inference peak MB':>19}{'peak RSS MB':>13}"
+        f"{'loaded RSS MB':>15}{'inference peak MB':>19}{'after runs MB':>15}"
     )
     for r in results:
         weights = (r["quantize"] or r["dtype"]) + (
@@ -220,7 +270,7 @@ def main() -> None:
         inference_peak = r["inference_peak_rss_mb"] or float("nan")
         print(
             f"{r['preset']:<10}{weights:<18}{r['threads']:>8}{r['median_s']:>10.3f}{r['p95_s']:>9.3f}"
-            f"{r['loaded_rss_mb']:>15.0f}{inference_peak:>19.0f}{r['peak_rss_mb']:>13.0f}"
+            f"{r['loaded_rss_mb']:>15.0f}{inference_peak:>19.0f}{r['after_runs_rss_mb']:>15.0f}"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .config import RS2SAM2Config
+from .memory import FilePages, all_finite, skip_parameter_init
 
 logger = logging.getLogger("rs2sam2")
 
@@ -292,12 +293,18 @@ def check_state_dict(
 
 
 def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` if a floating-point tensor holds NaN or ±Inf (meta tensors skipped)."""
-    bad = [
-        k
-        for k, v in state_dict.items()
-        if v.is_floating_point() and v.device.type != "meta" and not bool(torch.isfinite(v).all())
-    ]
+    """Raise :class:`CheckpointError` if a floating-point tensor holds NaN or ±Inf (meta tensors skipped).
+
+    Tensors of a memory-mapped checkpoint are paged out again once checked (:class:`FilePages`), so the
+    check leaves resident only what a forward pass later reads (not, e.g., the whole text embedding).
+    """
+    pages = FilePages()
+    bad = []
+    for k, v in state_dict.items():
+        if v.is_floating_point() and v.device.type != "meta":
+            if not all_finite(v):
+                bad.append(k)
+            pages.release(v)
     if bad:
         raise CheckpointError(
             f"{source} has non-finite (NaN/Inf) values in {len(bad)} tensors: {_listing(bad)}"
@@ -308,13 +315,13 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
 def _expected_shapes_cached(config_json: str) -> dict[str, tuple[int, ...]]:
     from .modeling import RS2SAM2
 
-    with torch.device("meta"):
+    with skip_parameter_init():
         model = RS2SAM2(RS2SAM2Config.from_dict(json.loads(config_json)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def expected_shapes(config: RS2SAM2Config) -> dict[str, tuple[int, ...]]:
-    """Key → shape of ``RS2SAM2(config).state_dict()``, computed once per config on the meta device."""
+    """Key → shape of ``RS2SAM2(config).state_dict()``, computed once per config (parameters unwritten)."""
     return dict(_expected_shapes_cached(config.to_json()))
 
 

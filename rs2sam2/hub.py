@@ -50,6 +50,7 @@ from .convert import (
     rename_key,
     unwrap_state_dict,
 )
+from .memory import skip_parameter_init
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -374,12 +375,13 @@ def build_and_load(
 ) -> RS2SAM2:
     """Build ``cls(config)`` and fill it with ``state``: every key and shape checked, values finite.
 
-    With ``strict`` the model is built on the meta device and takes the checkpoint tensors over
-    (``assign=True``), so a 3.7 GB checkpoint is never held twice in memory.
+    With ``strict`` the model is built without initialising its parameters (never written, so never
+    resident) and takes the checkpoint tensors over (``assign=True``), so a 3.7 GB checkpoint is never held
+    twice in memory; a memory-mapped checkpoint stays mapped, resident only where a forward pass reads it.
     """
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     if strict:
-        with torch.device("meta"):
+        with skip_parameter_init():
             model = cls(config)
         check_state_dict({k: v.shape for k, v in model.state_dict().items()}, state, source)
         check_finite(state, source)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .memory import FilePages, _glibc, release_cpu_memory  # noqa: F401  (_glibc: re-exported for tests)
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 
@@ -21,41 +19,6 @@ from .processing import ImageInput, RS2SAM2Processor
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
 QUANTIZATIONS = ("int8",)
 """Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks")
-        + ("fordblks", "keepcost")
-    ]
-
-
-@functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc ≥ 2.33 (``mallinfo2`` and ``malloc_trim``), else None."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def release_cpu_memory(min_free_bytes: int = 32 << 20) -> bool:
-    """Give the heap memory that a forward pass freed back to the OS, if at least ``min_free_bytes`` of it.
-
-    glibc keeps freed activations in its heap for reuse; over repeated forwards of a large model that
-    retained, fragmented memory raises the resident size (by 0.3–0.5 GB for the ``official`` preset
-    on a 1024² image) although no tensor uses it. ``malloc_trim`` returns it (about 10 ms). The
-    predictor calls this after every CPU forward. Returns whether it trimmed; False off glibc.
-    """
-    libc = _glibc()
-    if libc is None or libc.mallinfo2().fordblks < min_free_bytes:
-        return False
-    libc.malloc_trim(0)
-    return True
 
 
 def check_quantize(
@@ -96,9 +59,15 @@ def quantize_int8(model: RS2SAM2) -> RS2SAM2:
         # not a dependency); it is still core torch's only int8 linear kernel, checked for above.
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        fp32_weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
         quantization.quantize_dynamic(
             model, {nn.Linear: quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
         )
+    # Weights read from a memory-mapped checkpoint stay mapped while the rest of the model uses the file:
+    # hand back the pages that the replaced fp32 weights occupied (they were read to quantise them).
+    pages = FilePages()
+    for w in fp32_weights:
+        pages.release(w)
     return model.eval()
 
 

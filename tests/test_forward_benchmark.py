@@ -26,3 +26,15 @@ def test_run_one_reports_what_it_ran(kwargs):
     assert res["parameters"] > 3_000_000
     # the kernel updates its peak counters lazily: equal within a page or two is all one can ask
     assert res["loaded_rss_mb"] > 0 and res["peak_rss_mb"] >= 0.99 * res["loaded_rss_mb"]
+    assert res["peak_rss_mb"] >= 0.99 * res["after_runs_rss_mb"] > 0
+    assert res["weights"] == "in memory (random)"
+
+
+def test_run_one_loads_a_model_folder(tmp_path):
+    fwd = load_benchmark("forward")
+    fwd.save_random("tiny", str(tmp_path / "tiny"))
+    assert (tmp_path / "tiny" / "model.safetensors").stat().st_size > 40_000_000
+    res = fwd.run_one("tiny", 2, 1, "bfloat16", "cpu", 12, None, weights=str(tmp_path / "tiny"))
+    assert res["weights"] == "loaded from a model folder" and res["dtype"] == "bfloat16"
+    assert res["image_size"] == 256 and res["parameters"] > 3_000_000
+    assert 0 < res["min_s"] <= res["median_s"]
