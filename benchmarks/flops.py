@@ -9,7 +9,10 @@ counter. Each FLOP is charged to the innermost stage whose module is running (fo
 stages add up to the total exactly.
 
 It also times a 4096² matmul in fp32 and bf16 on this machine and prints ``total FLOPs / fp32 rate``, a
-lower bound on the fp32 forward time. Prints one JSON object, then a table. Examples::
+lower bound on the fp32 forward time; and, tighter, the time of the forward's own products (every
+nn.Linear, convolution and attention call, recorded with its shapes and replayed alone on real tensors):
+what its matmuls need at the shapes the model gives them, whatever else it does.
+Prints one JSON object, then a table. Examples::
 
     python benchmarks/flops.py                          # official preset, 2 threads
     python benchmarks/flops.py --preset tiny --no-matmul
@@ -20,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
@@ -100,6 +105,68 @@ def _stage_of(name: str) -> str | None:
     return best
 
 
+_aten = torch.ops.aten
+_DENSE_OPS = (
+    _aten.linear.default,
+    _aten.conv2d.default,
+    _aten.conv_transpose2d.input,
+    _aten.convolution.default,
+    _aten.mm.default,
+    _aten.addmm.default,
+)
+_ATTENTION_OPS = (_aten.scaled_dot_product_attention.default,)
+
+
+class ProductCalls(TorchDispatchMode):
+    """Records every product of the forward with its operand shapes and other arguments, to replay them on
+    real tensors (:func:`products_seconds`): dense layers (nn.Linear and convolutions: ``linear``,
+    ``conv2d``, … as the model calls them) and attention (``scaled_dot_product_attention``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in _DENSE_OPS or func in _ATTENTION_OPS:
+            spec = tuple(
+                ("tensor", tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args
+            )
+            self.calls[(func, _frozen(spec))] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _frozen(value):
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _operand(spec, dtype: torch.dtype):
+    if isinstance(spec, tuple) and spec[:1] == ("tensor",):
+        _, shape, recorded = spec
+        return (
+            torch.randn(shape).to(dtype) if recorded.is_floating_point else torch.ones(shape, dtype=recorded)
+        )
+    return list(spec) if isinstance(spec, tuple) else spec
+
+
+def products_seconds(calls: Counter, dtype: torch.dtype, ops: Sequence = _DENSE_OPS, reps: int = 2) -> float:
+    """Time the recorded products among ``ops`` on this CPU, each alone at its own shapes in ``dtype``
+    (best of ``reps`` after a warm-up; attention with the CPU's own SDPA kernel), weighted by how often
+    the forward runs each: the time the forward's matmuls need, whatever else it does."""
+    total = 0.0
+    for (func, spec), count in calls.items():
+        if func not in ops:
+            continue
+        args = [_operand(a, dtype) for a in spec]
+        func(*args)
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            func(*args)
+            best = min(best, time.perf_counter() - t)
+        total += best * count
+    return total
+
+
 def _model_inputs(config: RS2SAM2Config, batch: int, text_len: int) -> dict[str, torch.Tensor]:
     s, u = config.image_size, config.union_encoder.img_size
     ids = torch.full((batch, text_len), 4, dtype=torch.long)
@@ -118,6 +185,7 @@ def count_flops(
     text_len: int = 12,
     device: str | torch.device = "meta",
     chunk_tokens: int = 0,
+    product_calls: ProductCalls | None = None,
 ) -> dict[str, int]:
     """FLOPs of one forward, per stage name of :data:`STAGES` plus ``"unattributed"`` (0 for this model)
     and ``"total"``; also ``"nn_linear"``: the part inside ``nn.Linear`` modules, which is what
@@ -125,7 +193,8 @@ def count_flops(
 
     Stages are told apart by module hooks, so the image encoder runs in one piece (``chunk_tokens=0``):
     its CPU inference bands (``FusedImageEncoder.inference_chunk_tokens``) call some submodules' parts
-    directly. They do the same arithmetic: ``chunk_tokens > 0`` on the CPU gives the same total."""
+    directly. They do the same arithmetic: ``chunk_tokens > 0`` on the CPU gives the same total.
+    ``product_calls`` (a :class:`ProductCalls`) also records the products with their shapes."""
     with torch.device(device):
         model = RS2SAM2(config).eval()
         inputs = _model_inputs(config, batch, text_len)
@@ -151,7 +220,11 @@ def count_flops(
             handles.append(module.register_forward_hook(linear_exit))
     try:
         with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
-            model(**inputs)
+            if product_calls is None:
+                model(**inputs)
+            else:
+                with product_calls:
+                    model(**inputs)
     finally:
         for h in handles:
             h.remove()
@@ -195,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cfg = RS2SAM2Config.from_preset(args.preset)
     t = time.perf_counter()
-    flops = count_flops(cfg, batch=args.batch, text_len=args.text_len)
+    calls = ProductCalls()
+    flops = count_flops(cfg, batch=args.batch, text_len=args.text_len, product_calls=calls)
     count_s = time.perf_counter() - t
     total = flops["total"]
     result: dict = {
@@ -220,6 +294,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             "bf16_gflops_per_s": round(bf16, 1),
         }
         result["lower_bound_s"] = {"fp32": round(total / 1e9 / fp32, 3), "bf16": round(total / 1e9 / bf16, 3)}
+        # The same products at the model's own shapes (small ones run far below the 4096² rate): the time
+        # a forward needs for its matmuls alone; forward.py's median over this = share spent in them.
+        result["products_alone_s"] = {
+            name: {
+                "dense_layers": round(dense := products_seconds(calls.calls, dtype, _DENSE_OPS), 3),
+                "attention": round(attention := products_seconds(calls.calls, dtype, _ATTENTION_OPS), 3),
+                "total": round(dense + attention, 3),
+            }
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+        }
     print(json.dumps(result, ensure_ascii=False))
 
     print(f"\n{'stage':<24}{'group':<28}{'GFLOP':>12}{'share':>8}")
@@ -241,6 +325,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"bf16 {m['bf16_gflops_per_s']:.0f} GFLOP/s → forward ≥ {result['lower_bound_s']['fp32']:.2f} s "
             f"fp32 ({result['lower_bound_s']['bf16']:.2f} s at the bf16 rate)"
         )
+        for name, p in result["products_alone_s"].items():
+            print(
+                f"its products alone, at their own shapes, {name}: {p['total']:.2f} s (dense layers "
+                f"{p['dense_layers']:.2f} s, attention {p['attention']:.2f} s)"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

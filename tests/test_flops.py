@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rs2sam2 import RS2SAM2Config
 
@@ -52,3 +53,26 @@ def test_official_counts_match_reference():
     rest = gflop["total"] - gflop["hiera_blocks"] - gflop["fusion_layers"] - gflop["union_encoder"]
     assert 0 < rest < 20
     assert flops["nn_linear"] / flops["total"] == pytest.approx(0.88, abs=0.02)  # what int8 speeds up
+
+
+def test_products_are_recorded_with_their_shapes_and_replayed(tiny_config):
+    calls = flops_bench.ProductCalls()
+    flops = flops_bench.count_flops(tiny_config, product_calls=calls)
+    ops = {str(func) for func, _ in calls.calls}
+    assert {"aten.linear.default", "aten.conv2d.default", "aten.scaled_dot_product_attention.default"} <= ops
+    # the linear calls' FLOPs, from their recorded shapes (2·M·K·N), cover every nn.Linear and stay in total
+    linear = 0
+    for (func, spec), count in calls.calls.items():
+        if str(func) == "aten.linear.default":
+            (_, x_shape, _), (_, w_shape, _) = spec[0], spec[1]
+            m = 1
+            for d in x_shape[:-1]:
+                m *= d
+            linear += 2 * m * w_shape[0] * w_shape[1] * count
+    assert flops["nn_linear"] <= linear < flops["total"]
+    # replay: real tensors of the recorded shapes and dtypes, timed per call
+    assert flops_bench.products_seconds(calls.calls, torch.float32) > 0
+    assert flops_bench.products_seconds(calls.calls, torch.float32, ops=()) == 0
+    mask = flops_bench._operand(("tensor", (1, 1, 3, 4), torch.bool), torch.bfloat16)
+    assert mask.dtype == torch.bool and mask.shape == (1, 1, 3, 4)
+    assert flops_bench._operand(("tensor", (2, 5), torch.float32), torch.bfloat16).dtype == torch.bfloat16
