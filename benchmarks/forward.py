@@ -181,7 +181,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", action="append", help="official and/or tiny (default: both)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs (default: 3 official, 20 tiny)")
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument(
+        "--warmup", type=int, help="untimed runs (default: 3 tiny, whose first calls settle slowly; 1 else)"
+    )
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument(
         "--autocast", choices=["bfloat16", "float16"], help="run under torch.autocast (weights stay --dtype)"
@@ -218,7 +220,7 @@ def main() -> None:
         res = run_one(
             presets[0],
             runs,
-            args.warmup,
+            args.warmup if args.warmup is not None else (3 if presets[0] == "tiny" else 1),
             args.dtype,
             args.device,
             args.text_len,
@@ -234,7 +236,9 @@ def main() -> None:
         presets = [Path(args.weights).name]
     results = []
     for preset in presets:
-        cmd = [sys.executable, __file__, "--child", "--preset", preset, "--warmup", str(args.warmup)]
+        cmd = [sys.executable, __file__, "--child", "--preset", preset]
+        if args.warmup is not None:
+            cmd += ["--warmup", str(args.warmup)]
         cmd += ["--dtype", args.dtype, "--device", args.device, "--text-len", str(args.text_len)]
         if args.quantize:
             cmd += ["--quantize", args.quantize]
