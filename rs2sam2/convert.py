@@ -305,6 +305,7 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
             if not all_finite(v):
                 bad.append(k)
             pages.release(v)
+    pages.finish()
     if bad:
         raise CheckpointError(
             f"{source} has non-finite (NaN/Inf) values in {len(bad)} tensors: {_listing(bad)}"

@@ -50,7 +50,7 @@ from .convert import (
     rename_key,
     unwrap_state_dict,
 )
-from .memory import skip_parameter_init
+from .memory import FilePages, skip_parameter_init
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -364,6 +364,22 @@ def _config_from(raw: dict[str, Any] | None, official: bool, src: ModelSource) -
         raise CheckpointError(f"config.json of {src.describe()} is not a valid rs2sam2 config: {e}") from e
 
 
+def _cast(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> StateDict:
+    """Floating-point tensors in ``dtype``. The pages of a memory-mapped source tensor are handed back as
+    soon as it is converted, so that loading an fp32 checkpoint in bf16 never holds both (peak: the bf16
+    weights plus one tensor)."""
+    pages = FilePages()
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.dtype != dtype:
+            out[k] = v.to(dtype)
+            pages.release(v)
+        else:
+            out[k] = v
+    pages.finish()
+    return out
+
+
 def build_and_load(
     cls: type[RS2SAM2],
     config: RS2SAM2Config,
@@ -379,7 +395,7 @@ def build_and_load(
     resident) and takes the checkpoint tensors over (``assign=True``), so a 3.7 GB checkpoint is never held
     twice in memory; a memory-mapped checkpoint stays mapped, resident only where a forward pass reads it.
     """
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    state = _cast(state, dtype)
     if strict:
         with skip_parameter_init():
             model = cls(config)

@@ -59,15 +59,26 @@ def quantize_int8(model: RS2SAM2) -> RS2SAM2:
         # not a dependency); it is still core torch's only int8 linear kernel, checked for above.
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
-        fp32_weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
-        quantization.quantize_dynamic(
-            model, {nn.Linear: quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
-        )
-    # Weights read from a memory-mapped checkpoint stay mapped while the rest of the model uses the file:
-    # hand back the pages that the replaced fp32 weights occupied (they were read to quantise them).
-    pages = FilePages()
-    for w in fp32_weights:
-        pages.release(w)
+        # One nn.Linear at a time (what quantize_dynamic does to each, swapped in place), handing back the
+        # pages of its fp32 weight as soon as it is replaced: a memory-mapped checkpoint stays mapped while
+        # the rest of the model uses it, and quantising the whole model at once would first bring all of it
+        # in (a load peak of fp32 + int8).
+        pages = FilePages()
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:  # exact type, as quantize_dynamic's mapping matches
+                    holder = nn.Sequential(child)
+                    quantization.quantize_dynamic(
+                        holder,
+                        {nn.Linear: quantization.per_channel_dynamic_qconfig},
+                        dtype=torch.qint8,
+                        inplace=True,
+                    )
+                    setattr(parent, name, holder[0])
+                    pages.release(child.weight)
+                    if child.bias is not None:  # read too (copied)
+                        pages.release(child.bias)
+        pages.finish()
     return model.eval()
 
 
@@ -151,7 +162,8 @@ class RS2SAM2Predictor:
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
         source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
-        model = RS2SAM2.from_pretrained(source, subfolder=subfolder, **kwargs)
+        # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
+        model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
         return cls(model, processor, device=device, dtype=dtype, quantize=quantize, compile=compile)
 

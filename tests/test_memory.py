@@ -87,6 +87,9 @@ def test_file_pages_are_released_and_read_back(tmp_path):
     assert pages.release(w)
     assert pages.released_bytes >= 64 * MB
     assert _resident_mb(w) < 1
+    float(w[: 64 * MB // 8].sum())  # half of it back, then all of it handed back again
+    pages.finish()
+    assert _resident_mb(w) < 1
     assert float(w.sum()) == w.numel()  # read back from the file: nothing lost
 
 
@@ -151,3 +154,31 @@ def test_loading_a_model_imports_neither_dynamo_nor_triton():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+@linux_only
+def test_casting_a_mapped_checkpoint_hands_each_source_tensor_back(tmp_path):
+    from rs2sam2.hub import _cast
+
+    w = _mapped(tmp_path)
+    out = _cast({"w": w, "steps": torch.arange(3)}, torch.bfloat16)
+    assert out["w"].dtype == torch.bfloat16 and float(out["w"].float().sum()) == w.numel()
+    assert out["steps"].dtype == torch.int64  # integers are kept
+    assert _resident_mb(w) < 1  # the fp32 source went back as soon as it was converted
+
+
+@linux_only
+def test_int8_quantisation_hands_back_the_fp32_weights_it_replaced(tmp_path, tiny_config):
+    from rs2sam2 import RS2SAM2
+    from rs2sam2.predictor import quantize_int8
+
+    RS2SAM2(tiny_config).save_pretrained(tmp_path / "m")
+    model = RS2SAM2.from_pretrained(tmp_path / "m")
+    weight = model.image_encoder.trunk.blocks[0].mlp.layers[0].weight  # in the mapped model.safetensors
+    float(weight.sum())  # resident now, as in a forward pass
+    assert _resident_mb(weight) > weight.numel() * 4 / MB
+    quantize_int8(model)
+    assert type(model.image_encoder.trunk.blocks[0].mlp.layers[0]).__name__ == "Linear"  # the dynamic one
+    assert "dynamic" in type(model.image_encoder.trunk.blocks[0].mlp.layers[0]).__module__
+    # quantising read every nn.Linear (most of the 48 MB file); under 1 MB of the file stays mapped
+    assert _resident_mb(weight) < 1.5
