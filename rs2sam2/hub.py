@@ -368,6 +368,8 @@ def _cast(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> StateDict:
     """Floating-point tensors in ``dtype``. The pages of a memory-mapped source tensor are handed back as
     soon as it is converted, so that loading an fp32 checkpoint in bf16 never holds both (peak: the bf16
     weights plus one tensor)."""
+    if not any(v.is_floating_point() and v.dtype != dtype for v in state.values()):
+        return dict(state)  # nothing to convert (the usual case): no mappings to list
     pages = FilePages()
     out = {}
     for k, v in state.items():

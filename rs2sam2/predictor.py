@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .memory import FilePages, _glibc, release_cpu_memory  # noqa: F401  (_glibc: re-exported for tests)
+from .memory import FilePages, release_cpu_memory
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 

@@ -11,8 +11,14 @@ import torch
 
 from rs2sam2 import predictor as predictor_module
 from rs2sam2.convert import CheckpointError, check_finite
-from rs2sam2.memory import FilePages, all_finite, clean_file_mappings, skip_parameter_init
-from rs2sam2.predictor import _glibc, release_cpu_memory
+from rs2sam2.memory import (
+    FilePages,
+    _glibc,
+    all_finite,
+    clean_file_mappings,
+    release_cpu_memory,
+    skip_parameter_init,
+)
 
 needs_glibc = pytest.mark.skipif(_glibc() is None, reason="needs glibc ≥ 2.33 (mallinfo2, malloc_trim)")
 
