@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from .losses import pseudo_mask_separation
 from .metrics import METRIC_KEYS, MetricAccumulator, resize_mask_nearest
 
 if TYPE_CHECKING:
@@ -175,7 +176,9 @@ def evaluate(
 
     Returns:
         ``(metrics, rows)``: metrics with keys ``mIoU``, ``oIoU``, ``Pr@0.5`` … ``Pr@0.9`` (in %) and
-        ``num_samples``; one row per sample with :data:`CSV_COLUMNS` (``IoU`` as a fraction).
+        ``num_samples``; one row per sample with :data:`CSV_COLUMNS` (``IoU`` as a fraction), and for
+        RS2-SAM2 models ``pm_target`` / ``pm_background``: the pseudo-mask's mean probability on the
+        target's 14×14 grid cells (NaN for an empty target) and on the other cells.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
@@ -219,8 +222,14 @@ def evaluate(
                 preds = list((logits[:, 0] > thr).cpu())
             else:
                 preds = [p.cpu() for p in processor.post_process_masks(logits, inputs.original_sizes, thr)]
-            for it, text, pred in zip(items, texts, preds):
+            for j, (it, text, pred) in enumerate(zip(items, texts, preds)):
                 gt = np.asarray(it["mask"]).astype(bool)
+                pm_on = pm_off = None  # the pseudo-mask's mean on the target's grid cells and elsewhere
+                if getattr(out, "pseudo_mask", None) is not None:
+                    on, off = pseudo_mask_separation(
+                        out.pseudo_mask[j : j + 1].float(), torch.from_numpy(np.ascontiguousarray(gt))[None]
+                    )
+                    pm_on, pm_off = float(on[0]), float(off[0])
                 if resolution == "official":
                     gt = resize_mask_nearest(gt, size)
                 i_, u_ = _intersection_union(pred, torch.from_numpy(np.ascontiguousarray(gt)))
@@ -233,6 +242,7 @@ def evaluate(
                         "U": u_,
                         "category": it.get("category"),
                     }
+                    | ({} if pm_off is None else {"pm_target": pm_on, "pm_background": pm_off})
                 )
             if bar is not None:
                 bar.update(len(chunk))

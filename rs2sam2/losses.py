@@ -29,6 +29,13 @@ Batch semantics (the official code only ever ran with one sample per GPU). For B
 Variants (:class:`LossConfig`): ``official`` (above), ``paper`` (λ_ce = 1 as written in the paper; all else
 official) and ``differentiable`` (official weights, but the boundary loss uses the soft mask
 ``sigmoid(2x - 1)`` — the 2-class softmax foreground probability — so it also sends gradient to ``x``).
+
+Pseudo-mask supervision (``pseudo_mask_weight``, **not in the paper or the official code**; 0 = off, the
+official objective exactly): a direct loss on the mask prompt generator's 14×14 pseudo-mask against the
+target reduced to that grid (:func:`grid_target`: a cell is foreground when any target pixel falls in it),
+``BCE + Dice`` on the pre-sigmoid logits (:func:`pseudo_mask_loss`). With a pretrained BEiT-3 the generator
+learns a usable prompt from the final loss alone; trained from random weights it does not (its pseudo-mask
+ends up as high on the background as on the target), and this term gives it the signal directly.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from torch import Tensor, nn
 BoundaryMode = Literal["hard", "soft"]
 CEReduction = Literal["per_sample", "pooled"]
 DiceReduction = Literal["sum", "mean"]
+GridReduction = Literal["max", "area"]
 
 
 @dataclass
@@ -61,6 +69,10 @@ class LossConfig:
         dice_eps: smoothing of the Dice ratio (1e-6).
         ce_reduction: batch reduction of CE, ``"per_sample"`` or ``"pooled"`` (see module docstring).
         dice_reduction: batch reduction of Dice, ``"sum"`` (official) or ``"mean"``.
+        pseudo_mask_weight: λ_pm of the pseudo-mask loss (:func:`pseudo_mask_loss`); 0 (official) = off.
+            A deviation from the paper, for training from random initialisation.
+        pseudo_mask_target: how the target becomes a grid target: ``"max"`` (a cell is 1 when any target
+            pixel falls in it) or ``"area"`` (the fraction of the cell the target covers, a soft target).
     """
 
     ce_weight: float = 0.9
@@ -72,6 +84,8 @@ class LossConfig:
     dice_eps: float = 1e-6
     ce_reduction: CEReduction = "per_sample"
     dice_reduction: DiceReduction = "sum"
+    pseudo_mask_weight: float = 0.0
+    pseudo_mask_target: GridReduction = "max"
 
     def __post_init__(self) -> None:
         if self.boundary not in ("hard", "soft"):
@@ -80,6 +94,10 @@ class LossConfig:
             raise ValueError(f"ce_reduction must be 'per_sample' or 'pooled', got {self.ce_reduction!r}")
         if self.dice_reduction not in ("sum", "mean"):
             raise ValueError(f"dice_reduction must be 'sum' or 'mean', got {self.dice_reduction!r}")
+        if self.pseudo_mask_target not in ("max", "area"):
+            raise ValueError(f"pseudo_mask_target must be 'max' or 'area', got {self.pseudo_mask_target!r}")
+        if not self.pseudo_mask_weight >= 0:
+            raise ValueError(f"pseudo_mask_weight must be >= 0, got {self.pseudo_mask_weight!r}")
         if self.class_weights is not None:
             if len(self.class_weights) != 2:
                 raise ValueError("class_weights must have two entries (background, foreground)")
@@ -102,16 +120,19 @@ LOSS_VARIANTS: dict[str, dict] = {
 
 @dataclass
 class LossOutput:
-    """Scalar loss tensors: ``total = ce_weight·ce + dice_weight·dice + boundary_weight·boundary``."""
+    """Scalar loss tensors: ``total = ce_weight·ce + dice_weight·dice + boundary_weight·boundary
+    + pseudo_mask_weight·pseudo_mask`` (``pseudo_mask`` is 0 when that weight is 0)."""
 
     total: Tensor
     ce: Tensor
     dice: Tensor
     boundary: Tensor
+    pseudo_mask: Tensor | None = None
 
     def as_dict(self) -> dict[str, float]:
         """Detached Python floats, for logging."""
-        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "dice", "boundary")}
+        names = ("total", "ce", "dice", "boundary", "pseudo_mask")
+        return {k: float(getattr(self, k).detach()) for k in names if getattr(self, k) is not None}
 
 
 def _as_bchw(logits: Tensor) -> Tensor:
@@ -140,12 +161,6 @@ def _as_text_weight(text_weight: Tensor, logits: Tensor) -> Tensor:
     if tuple(tw.shape) in ((b, h, w), (b, 1, h, w)):
         return tw.reshape(b, 1, h, w)
     raise ValueError(f"text_weight must be (B,) / (B, 1) or (B, H, W) with B={b}, got {tuple(tw.shape)}")
-
-
-def two_class_logits(logits: Tensor) -> Tensor:
-    """``cat([1 - x, x], 1)``: (B, 1, H, W) -> (B, 2, H, W); channel 1 = foreground."""
-    x = _as_bchw(logits)
-    return torch.cat([1 - x, x], dim=1)
 
 
 def cross_entropy_loss(
@@ -252,17 +267,90 @@ def boundary_loss(
     return F.mse_loss(w * mask_gradient(pred), w * mask_gradient(gt))
 
 
+def grid_target(target: Tensor, grid: int, reduction: GridReduction = "max") -> Tensor:
+    """The (B, H, W) {0, 1} target on a ``grid``×``grid`` grid of cells, (B, 1, grid, grid) float.
+
+    ``"max"``: 1 where any target pixel lies in the cell (adaptive max pooling: cells of ⌊·⌋/⌈·⌉ pixels
+    when H is not a multiple of ``grid``); ``"area"``: the fraction of the cell's pixels that are target.
+    """
+    if target.dim() == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.dim() != 3:
+        raise ValueError(f"target must be (B, H, W), got {tuple(target.shape)}")
+    t = target.float().unsqueeze(1)  # (B, 1, H, W)
+    if reduction == "max":
+        return F.adaptive_max_pool2d(t, grid)
+    if reduction == "area":
+        return F.adaptive_avg_pool2d(t, grid)
+    raise ValueError(f"unknown grid reduction {reduction!r}")
+
+
+def pseudo_mask_loss(
+    pseudo_logits: Tensor, target: Tensor, reduction: GridReduction = "max", eps: float = 1.0
+) -> Tensor:
+    """Loss of the pseudo-mask against the target on its grid: ``mean BCE + mean (1 - Dice)``.
+
+    Args:
+        pseudo_logits: (B, 1, g, g) the mask prompt generator's logits (before its sigmoid).
+        target: (B, H, W) in {0, 1}, reduced to the g×g grid by :func:`grid_target`.
+        reduction: ``"max"`` or ``"area"`` (see :func:`grid_target`).
+        eps: Dice smoothing (1: an empty target with an empty prediction costs 0, not 1).
+
+    ``BCE`` is the mean over all cells of all samples; the foreground-only soft Dice
+    ``(2·Σp·t + eps) / (Σp + Σt + eps)`` is per sample, averaged. Dice keeps a target of one or two cells
+    among 196 from being drowned by the background (BCE alone learns "everything is background" first).
+    """
+    x = _as_bchw(pseudo_logits)
+    g = x.shape[-1]
+    if x.shape[-2] != g:
+        raise ValueError(f"pseudo_logits must be on a square grid, got {tuple(x.shape)}")
+    t = grid_target(target, g, reduction).to(x.dtype)
+    if t.shape[0] != x.shape[0]:
+        raise ValueError(f"target batch {t.shape[0]} != pseudo_logits batch {x.shape[0]}")
+    bce = F.binary_cross_entropy_with_logits(x, t)
+    p = torch.sigmoid(x)
+    inter = (p * t).flatten(1).sum(1)
+    dice = (2.0 * inter + eps) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + eps)
+    return bce + (1.0 - dice).mean()
+
+
+@torch.no_grad()
+def pseudo_mask_separation(pseudo_mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """How well the pseudo-mask separates the referred object: per sample, its mean probability on the
+    target's cells and on the other cells (``"max"`` grid target). Returns two (B,) tensors; a sample
+    without target cells gets NaN as its on-target mean.
+
+    A generator that learns shows the first rising and the second falling; one that does not learn shows
+    both equal (the failure of training from scratch without the pseudo-mask loss).
+    """
+    p = _as_bchw(pseudo_mask)
+    t = grid_target(target.to(p.device), p.shape[-1]).flatten(1) > 0
+    p = p.flatten(1)
+    fg_n, bg_n = t.sum(1), (~t).sum(1)
+    on = torch.where(fg_n > 0, (p * t).sum(1) / fg_n.clamp(min=1), torch.full_like(p[:, 0], float("nan")))
+    off = (p * ~t).sum(1) / bg_n.clamp(min=1)
+    return on, off
+
+
 class RS2SAM2Loss(nn.Module):
     """The RS2-SAM2 training objective (see module docstring), configured by :class:`LossConfig`.
 
-    ``forward(logits (B,1,H,W), target (B,H,W) in {0,1}, text_weight (B,) or (B,1)) -> LossOutput``.
+    ``forward(logits (B,1,H,W), target (B,H,W) in {0,1}, text_weight (B,) or (B,1),
+    pseudo_logits (B,1,g,g)) -> LossOutput``; ``pseudo_logits`` is needed only when the pseudo-mask loss
+    is on.
     """
 
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
         self.config = config or LossConfig()
 
-    def forward(self, logits: Tensor, target: Tensor, text_weight: Tensor | None = None) -> LossOutput:
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        text_weight: Tensor | None = None,
+        pseudo_logits: Tensor | None = None,
+    ) -> LossOutput:
         cfg = self.config
         ce = cross_entropy_loss(logits, target, cfg.class_weights, cfg.ce_reduction)
         dice = dice_loss(logits, target, cfg.dice_eps, cfg.dice_reduction)
@@ -273,7 +361,13 @@ class RS2SAM2Loss(nn.Module):
                 raise ValueError("text_weight is required when boundary_weight != 0")
             bnd = boundary_loss(logits, target, text_weight, cfg.boundary, cfg.threshold)
         total = cfg.ce_weight * ce + cfg.dice_weight * dice + cfg.boundary_weight * bnd
-        return LossOutput(total=total, ce=ce, dice=dice, boundary=bnd)
+        pm = None
+        if cfg.pseudo_mask_weight > 0:
+            if pseudo_logits is None:
+                raise ValueError("pseudo_logits are required when pseudo_mask_weight > 0")
+            pm = pseudo_mask_loss(pseudo_logits, target, cfg.pseudo_mask_target)
+            total = total + cfg.pseudo_mask_weight * pm
+        return LossOutput(total=total, ce=ce, dice=dice, boundary=bnd, pseudo_mask=pm)
 
     def extra_repr(self) -> str:
         return repr(self.config)

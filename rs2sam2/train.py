@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .config import PRESETS, RS2SAM2Config
 from .evaluate import RESOLUTIONS
-from .losses import LOSS_VARIANTS, RS2SAM2Loss, build_loss
+from .losses import LOSS_VARIANTS, RS2SAM2Loss, build_loss, grid_target, pseudo_mask_separation
 from .metrics import resize_mask_nearest
 from .modeling.rs2sam2 import FREEZE_POLICIES
 
@@ -95,6 +95,14 @@ class TrainConfig:
         loss: loss variant (:data:`rs2sam2.losses.LOSS_VARIANTS`).
         class_weights: the CE class weights (background, foreground) instead of the variant's (official
             0.9, 1.1) — for targets much smaller than RRSIS-D's; ``None`` keeps the variant's.
+        pseudo_mask_loss: weight of the loss on the mask prompt generator's pseudo-mask
+            (:func:`rs2sam2.losses.pseudo_mask_loss`); 0 = off (official). Not in the paper: for training
+            from random initialisation, where the generator learns nothing from the final loss alone.
+        teacher_forcing: probability, per training sample, that SAM2's dense prompt is the target on the
+            pseudo-mask grid instead of the generator's pseudo-mask (so the decoder learns to follow a good
+            prompt while the generator learns from its own loss); 0 = off (official).
+        teacher_forcing_steps: anneal ``teacher_forcing`` linearly to 0 over this many optimiser steps
+            (0: keep it constant).
         occlusion: RRSIS-D random-box occlusion of 20 % of the train refs (official for RRSIS-D only).
         max_steps: stop after this many optimiser steps (quick runs); ``None``: run all epochs.
         log_every: write a train record to ``metrics.jsonl`` every this many steps.
@@ -129,6 +137,9 @@ class TrainConfig:
     val_split: str = "val"
     loss: str = "official"
     class_weights: tuple[float, float] | None = None
+    pseudo_mask_loss: float = 0.0
+    teacher_forcing: float = 0.0
+    teacher_forcing_steps: int = 0
     occlusion: bool = False
     max_steps: int | None = None
     log_every: int = 10
@@ -152,6 +163,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accumulation", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.pseudo_mask_loss >= 0:
+            raise ValueError(f"pseudo_mask_loss must be >= 0, got {self.pseudo_mask_loss!r}")
+        if not 0 <= self.teacher_forcing <= 1:
+            raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing!r}")
+        if self.teacher_forcing_steps < 0:
+            raise ValueError(f"teacher_forcing_steps must be >= 0, got {self.teacher_forcing_steps}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.eval_every < 0 or self.save_every_steps < 0 or self.num_workers < 0:
@@ -219,9 +236,32 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 
 # --------------------------------------------------------------------------------------- utilities
 def loss_from_config(config: TrainConfig) -> RS2SAM2Loss:
-    """The training objective of ``config``: its loss variant, with its CE class weights if it sets them."""
-    overrides = {"class_weights": config.class_weights} if config.class_weights is not None else {}
+    """The training objective of ``config``: its loss variant, with its CE class weights if it sets them,
+    and its pseudo-mask loss weight."""
+    overrides: dict[str, Any] = {"pseudo_mask_weight": config.pseudo_mask_loss}
+    if config.class_weights is not None:
+        overrides["class_weights"] = config.class_weights
     return build_loss(config.loss, **overrides)
+
+
+def teacher_forcing_probability(config: TrainConfig, step: int) -> float:
+    """The teacher-forcing probability at optimiser step ``step`` (linear anneal: :class:`TrainConfig`)."""
+    if config.teacher_forcing_steps == 0:
+        return config.teacher_forcing
+    return config.teacher_forcing * max(0.0, 1.0 - step / config.teacher_forcing_steps)
+
+
+def pseudo_mask_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean pseudo-mask probability on target cells and on background cells over evaluation rows that
+    carry them (``pm_target`` / ``pm_background``, from :func:`rs2sam2.evaluate.evaluate`)."""
+    on = [r["pm_target"] for r in rows if r.get("pm_target") is not None and not math.isnan(r["pm_target"])]
+    off = [r["pm_background"] for r in rows if r.get("pm_background") is not None]
+    out = {}
+    if on:
+        out["pm_target"] = float(np.mean(on))
+    if off:
+        out["pm_background"] = float(np.mean(off))
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -475,12 +515,19 @@ class Collate:
 
 
 # ----------------------------------------------------------------------------------------- trainer
+#: Per-micro-batch figures summed into the log window: the loss terms, the mean IoU of the thresholded
+#: training logits with the target, then the pseudo-mask's mean probability on the target's grid cells and
+#: on the others (:func:`rs2sam2.losses.pseudo_mask_separation`).
+WINDOW_KEYS = ("total", "ce", "dice", "boundary", "pseudo_mask", "iou", "pm_target", "pm_background")
+
+
 def _empty_window() -> dict[str, float]:
-    return {"total": 0.0, "ce": 0.0, "dice": 0.0, "boundary": 0.0, "n": 0.0}
+    return {**dict.fromkeys(WINDOW_KEYS, 0.0), "n": 0.0, "n_target": 0.0}
 
 
 class LossInputs(nn.Module):
-    """The model reduced to what the loss reads: ``(logits (B, 1, S, S), text_weight (B, 1))``.
+    """The model reduced to what the loss reads: ``(logits (B, 1, S, S), text_weight (B, 1),
+    pseudo_logits (B, 1, g, g))``.
 
     DDP with ``find_unused_parameters`` treats every parameter that reaches *an output* as used; returning
     the IoU / object-score predictions (which no loss reads) would make it wait forever for their gradients.
@@ -490,9 +537,9 @@ class LossInputs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model(**inputs)
-        return out.logits, out.text_weight
+        return out.logits, out.text_weight, out.pseudo_logits
 
 
 class Trainer:
@@ -729,9 +776,10 @@ class Trainer:
         try:
             for batch in loader:
                 losses = self._forward_backward(batch)
-                for k in ("total", "ce", "dice", "boundary"):
-                    window[k] += losses[k]
+                for k in WINDOW_KEYS:
+                    window[k] = window.get(k, 0.0) + losses.get(k, 0.0)  # old checkpoints lack some keys
                 window["n"] += 1
+                window["n_target"] = window.get("n_target", 0.0) + losses["n_target"]
                 self.epoch_loss[0] += losses["total"]
                 self.epoch_loss[1] += 1
                 self.epoch_batches += 1
@@ -766,15 +814,45 @@ class Trainer:
             for k in ("sam_pixels", "union_pixels", "input_ids", "attention_mask")
         }
         target = batch["target"].to(dev, non_blocking=True)
+        forced = self._forced_prompt(target)
+        if forced is not None:
+            inputs["forced_prompt"] = forced
         autocast = (
             torch.autocast(dev.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         )
         with no_sync():
             with autocast:
-                logits, text_weight = self.forward_module(**inputs)
-            losses = self.loss_fn(logits.float(), target, text_weight.float())
+                logits, text_weight, pseudo_logits = self.forward_module(**inputs)
+            losses = self.loss_fn(logits.float(), target, text_weight.float(), pseudo_logits.float())
             (losses.total / accumulate).backward()
-        return losses.as_dict()
+        on, off = pseudo_mask_separation(torch.sigmoid(pseudo_logits.detach().float()), target)
+        has = ~torch.isnan(on)
+        pred = logits.detach()[:, 0] > self.model.config.mask_threshold
+        fg = target.bool()
+        inter, union = (pred & fg).flatten(1).sum(1), (pred | fg).flatten(1).sum(1)
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter, dtype=torch.float))
+        return {
+            **losses.as_dict(),
+            "iou": float(iou.mean()),
+            "pm_target": float(on[has].sum()),  # sums; the log divides by the counts
+            "pm_background": float(off.mean()),
+            "n_target": float(has.sum()),
+        }
+
+    def _forced_prompt(self, target: torch.Tensor) -> torch.Tensor | None:
+        """Teacher forcing: the target on the pseudo-mask grid for the chosen samples, NaN for the others
+        (``RS2SAM2.forward(forced_prompt=...)``); ``None`` when no sample is chosen. The draw depends on
+        the seed, the step and the position in the epoch only (reproducible on resume)."""
+        p = teacher_forcing_probability(self.config, self.step)
+        if p <= 0:
+            return None
+        rng = random.Random(f"{self.config.seed}:teacher:{self.epoch}:{self.epoch_batches}:{self.rank}")
+        chosen = torch.tensor([rng.random() < p for _ in range(target.shape[0])], device=target.device)
+        if not bool(chosen.any()):
+            return None
+        grid = self.model.config.union_encoder.grid_size
+        forced = grid_target(target, grid, self.loss_fn.config.pseudo_mask_target)
+        return torch.where(chosen.view(-1, 1, 1, 1), forced, torch.full_like(forced, float("nan")))
 
     def _end_epoch(self) -> None:
         cfg = self.config
@@ -820,9 +898,10 @@ class Trainer:
         if self.world_size > 1:
             gathered: list[Any] = [None] * self.world_size
             dist.all_gather_object(gathered, rows)
-            metrics = metrics_from_rows([r for part in gathered for r in part])
+            rows = [r for part in gathered for r in part]
+            metrics = metrics_from_rows(rows)
         self.model.train()
-        return metrics
+        return {**metrics, **pseudo_mask_summary(rows)}
 
     def _save_best(self) -> None:
         if not self.is_main:
@@ -846,6 +925,13 @@ class Trainer:
         record: dict[str, Any] = {"event": "train", "epoch": self.epoch + 1, "step": self.step}
         for k in ("total", "ce", "dice", "boundary"):
             record["loss" if k == "total" else k] = self._all_mean(window[k], n)
+        if self.loss_fn.config.pseudo_mask_weight > 0:
+            record["pseudo_mask"] = self._all_mean(window.get("pseudo_mask", 0.0), n)
+        record["train_iou"] = self._all_mean(window.get("iou", 0.0), n)
+        record["pm_target"] = self._all_mean(window.get("pm_target", 0.0), int(window.get("n_target", 0)))
+        record["pm_background"] = self._all_mean(window.get("pm_background", 0.0), n)
+        if self.config.teacher_forcing > 0:
+            record["teacher_forcing"] = teacher_forcing_probability(self.config, self.step)
         for i, group in enumerate(self.optimizer.param_groups):
             record[f"lr_{group.get('name', i)}"] = group["lr"]
         samples = n * self.config.batch_size * self.world_size
@@ -916,6 +1002,30 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar=("BG", "FG"),
         help="CE class weights instead of the loss variant's (official 0.9 1.1), e.g. for tiny targets",
     )
+    g.add_argument(
+        "--pseudo-mask-loss",
+        type=float,
+        default=d.pseudo_mask_loss,
+        metavar="W",
+        help="weight of a loss on the mask prompt generator's 14x14 pseudo-mask against the target (BCE + "
+        "Dice; default 0 = off, as in the paper). Not part of RS2-SAM2: use it when training from random "
+        "weights, where the prompt generator learns nothing from the final loss alone",
+    )
+    g.add_argument(
+        "--teacher-forcing",
+        type=float,
+        default=d.teacher_forcing,
+        metavar="P",
+        help="probability per sample of giving SAM2 the target (on the pseudo-mask grid) as its dense "
+        "prompt instead of the pseudo-mask (default 0 = off)",
+    )
+    g.add_argument(
+        "--teacher-forcing-steps",
+        type=int,
+        default=d.teacher_forcing_steps,
+        metavar="N",
+        help="lower the teacher-forcing probability linearly to 0 over N optimiser steps (0: constant)",
+    )
     g.add_argument("--precision", default=d.precision, choices=sorted(PRECISIONS))
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--freeze-policy", default=d.freeze_policy, choices=FREEZE_POLICIES)
@@ -956,6 +1066,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_split=args.val_split,
         loss=args.loss,
         class_weights=tuple(args.class_weights) if args.class_weights else None,
+        pseudo_mask_loss=args.pseudo_mask_loss,
+        teacher_forcing=args.teacher_forcing,
+        teacher_forcing_steps=args.teacher_forcing_steps,
         occlusion=args.occlusion,
         max_steps=args.max_steps,
         log_every=args.log_every,

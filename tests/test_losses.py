@@ -16,7 +16,10 @@ from rs2sam2.losses import (
     cross_entropy_loss,
     dice_loss,
     dice_loss_per_sample,
+    grid_target,
     mask_gradient,
+    pseudo_mask_loss,
+    pseudo_mask_separation,
 )
 
 X = [[2.0, -1.0], [0.5, 0.0]]
@@ -204,3 +207,132 @@ def test_config_variants_and_validation():
         RS2SAM2Loss()(x, t)
     with pytest.raises(ValueError, match="target"):
         RS2SAM2Loss()(x, t[:, :1], w)
+
+
+# ------------------------------------------------------------------------- pseudo-mask supervision
+PM_LOGITS = [[2.0, -1.0], [0.0, 1.0]]
+
+
+def _pm_target() -> torch.Tensor:
+    """A 4×4 target with one pixel in the top-left and one in the bottom-right 2×2 cell."""
+    t = torch.zeros(1, 4, 4)
+    t[0, 0, 0] = t[0, 3, 3] = 1
+    return t
+
+
+def _hand_pm(logits, grid_t, eps=1.0):
+    cells = [(x, t) for xr, tr in zip(logits, grid_t) for x, t in zip(xr, tr)]
+    bce = sum(-(t * math.log(_sig(x)) + (1 - t) * math.log(1 - _sig(x))) for x, t in cells) / len(cells)
+    inter = sum(_sig(x) * t for x, t in cells)
+    dice = (2 * inter + eps) / (sum(_sig(x) for x, _ in cells) + sum(t for _, t in cells) + eps)
+    return bce + 1 - dice
+
+
+def test_grid_target_max_and_area():
+    t = _pm_target()
+    assert grid_target(t, 2).tolist() == [[[[1.0, 0.0], [0.0, 1.0]]]]
+    assert grid_target(t, 2, "area").tolist() == [[[[0.25, 0.0], [0.0, 0.25]]]]
+    # 5 pixels on a 2-cell grid: adaptive pooling, cells [0, 3) and [2, 5) (they overlap in pixel 2)
+    odd = torch.zeros(1, 5, 5)
+    odd[0, 2, 2] = 1
+    assert grid_target(odd, 2).tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]
+
+
+def test_pseudo_mask_loss_hand_values():
+    x = torch.tensor([[PM_LOGITS]])
+    got = pseudo_mask_loss(x, _pm_target())
+    assert float(got) == pytest.approx(_hand_pm(PM_LOGITS, [[1, 0], [0, 1]]), rel=1e-6)
+    got_area = pseudo_mask_loss(x, _pm_target(), "area")
+    assert float(got_area) == pytest.approx(_hand_pm(PM_LOGITS, [[0.25, 0], [0, 0.25]]), rel=1e-6)
+    # a confident correct pseudo-mask costs almost nothing, its negation a lot
+    good = torch.tensor([[[[20.0, -20.0], [-20.0, 20.0]]]])
+    assert float(pseudo_mask_loss(good, _pm_target())) < 1e-6
+    assert float(pseudo_mask_loss(-good, _pm_target())) > 10
+    with pytest.raises(ValueError, match="square grid"):
+        pseudo_mask_loss(torch.zeros(1, 1, 2, 3), _pm_target())
+
+
+def test_pseudo_mask_separation_hand_values():
+    p = torch.tensor([[[[0.9, 0.2], [0.4, 0.7]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    t = torch.cat([_pm_target(), torch.zeros(1, 4, 4)])
+    on, off = pseudo_mask_separation(p, t)
+    assert on[0].item() == pytest.approx(0.8) and off[0].item() == pytest.approx(0.3)
+    assert math.isnan(on[1].item()) and off[1].item() == pytest.approx(0.5)  # no target cells
+
+
+def test_pseudo_mask_weight_adds_to_the_official_objective():
+    torch.manual_seed(0)
+    logits, target, tw = torch.randn(2, 1, 4, 4), (torch.rand(2, 4, 4) > 0.6).long(), torch.rand(2)
+    pm_logits = torch.randn(2, 1, 2, 2)
+    official = build_loss("official")(logits, target, tw)
+    off = build_loss("official", pseudo_mask_weight=0.0)(logits, target, tw, pm_logits)
+    assert off.total.item() == official.total.item() and off.pseudo_mask is None  # weight 0 = official
+    assert "pseudo_mask" not in off.as_dict()
+    on = build_loss("official", pseudo_mask_weight=0.5)(logits, target, tw, pm_logits)
+    expected = official.total + 0.5 * pseudo_mask_loss(pm_logits, target)
+    assert on.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert on.as_dict()["pseudo_mask"] == pytest.approx(float(pseudo_mask_loss(pm_logits, target)))
+    with pytest.raises(ValueError, match="pseudo_logits are required"):
+        build_loss("official", pseudo_mask_weight=1.0)(logits, target, tw)
+    with pytest.raises(ValueError, match="pseudo_mask_weight"):
+        LossConfig(pseudo_mask_weight=-1.0)
+    with pytest.raises(ValueError, match="pseudo_mask_target"):
+        LossConfig(pseudo_mask_target="mean")
+
+
+def test_pseudo_mask_loss_reaches_the_prompt_generator_and_the_union_encoder():
+    from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+    d = RS2SAM2Config.from_preset("tiny").to_dict()
+    d["image_size"], d["union_encoder"]["vocab_size"] = 64, 128
+    torch.manual_seed(0)
+    model = RS2SAM2(RS2SAM2Config.from_dict(d))
+    model.apply_freeze_policy("full")
+    inputs = dict(
+        sam_pixels=torch.randn(2, 3, 64, 64),
+        union_pixels=torch.randn(2, 3, 224, 224),
+        input_ids=torch.randint(4, 120, (2, 6)),
+        attention_mask=torch.ones(2, 6, dtype=torch.long),
+    )
+    out = model(**inputs)
+    assert out.pseudo_logits.shape == (2, 1, 14, 14)
+    assert torch.allclose(torch.sigmoid(out.pseudo_logits), out.pseudo_mask)
+    target = torch.zeros(2, 64, 64, dtype=torch.long)
+    target[:, 10:20, 30:40] = 1
+    pseudo_mask_loss(out.pseudo_logits, target).backward()
+    g = model.prompt_generator
+    for p in [g.mask_product.weight, g.mask_linear.weight, *g.class_attn.parameters()]:
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    beit = [p for p in model.union_encoder.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert len(beit) > 10  # the patch embedding, attention and FFN layers of BEiT-3 all get a signal
+    # the decoder and the Hiera trunk are not on the pseudo-mask's path
+    assert all(p.grad is None for p in model.sam_decoder.parameters())
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+
+
+def test_forced_prompt_replaces_the_dense_prompt_of_the_chosen_samples_only():
+    from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+    d = RS2SAM2Config.from_preset("tiny").to_dict()
+    d["image_size"], d["union_encoder"]["vocab_size"] = 64, 128
+    torch.manual_seed(0)
+    model = RS2SAM2(RS2SAM2Config.from_dict(d)).eval()
+    inputs = dict(
+        sam_pixels=torch.randn(2, 3, 64, 64),
+        union_pixels=torch.randn(2, 3, 224, 224),
+        input_ids=torch.randint(4, 120, (2, 6)),
+        attention_mask=torch.ones(2, 6, dtype=torch.long),
+    )
+    with torch.no_grad():
+        plain = model(**inputs)
+        none_forced = model(**inputs, forced_prompt=torch.full((2, 1, 14, 14), float("nan")))
+        forced_map = torch.zeros(2, 1, 14, 14)
+        forced_map[0, 0, 3:6, 3:6] = 1
+        forced_map[1] = float("nan")
+        forced = model(**inputs, forced_prompt=forced_map)
+    assert torch.equal(none_forced.logits, plain.logits)
+    assert torch.equal(forced.pseudo_mask, plain.pseudo_mask)  # the generator's own, for its loss
+    assert torch.equal(forced.dense_prompt[0], model.prompt_generator.upsample(forced_map[:1])[0])
+    assert torch.equal(forced.dense_prompt[1], plain.dense_prompt[1])
+    assert not torch.allclose(forced.logits[0], plain.logits[0])
+    assert torch.allclose(forced.logits[1], plain.logits[1], atol=1e-5)

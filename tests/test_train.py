@@ -30,6 +30,7 @@ from rs2sam2.train import (
     loss_from_config,
     seed_everything,
     set_gradient_checkpointing,
+    teacher_forcing_probability,
     train_config_from_args,
 )
 
@@ -116,11 +117,16 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"pseudo_mask_loss": 1.0, "teacher_forcing": 0.6, "teacher_forcing_steps": 6}],
+    ids=["official", "pseudo_mask_teacher_forcing"],
+)
+def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch, extra):
     """Checkpoints at steps 3, 4 (epoch end), 6 and 8; the run dies right after writing step 6 (mid-epoch
     2, after a validation and a best-model save, inside a 4-step logging window) and a fresh process (other
-    init seed) resumes it."""
-    kw = dict(epochs=2, save_every_steps=3, log_every=4, occlusion=True)
+    init seed) resumes it. Also with the pseudo-mask loss and annealed teacher forcing (random draws)."""
+    kw = dict(epochs=2, save_every_steps=3, log_every=4, occlusion=True, **extra)
     ref = _trainer(ws, tmp_path / "ref", **kw)
     ref.train()
 
@@ -341,3 +347,56 @@ def test_cli_class_weights(tmp_path):
     args = build_parser().parse_args([*base, "--class-weights", "1", "10"])
     assert train_config_from_args(args).class_weights == (1.0, 10.0)
     assert train_config_from_args(build_parser().parse_args(base)).class_weights is None
+
+
+# ------------------------------------------------------------- pseudo-mask loss and teacher forcing
+def test_pseudo_mask_options_config_and_cli(tmp_path):
+    cfg = TrainConfig(output_dir=str(tmp_path), pseudo_mask_loss=0.5, teacher_forcing=0.8,
+                      teacher_forcing_steps=100)  # fmt: skip
+    assert loss_from_config(cfg).config.pseudo_mask_weight == 0.5
+    assert loss_from_config(TrainConfig(output_dir=str(tmp_path))).config.pseudo_mask_weight == 0.0
+    assert [teacher_forcing_probability(cfg, s) for s in (0, 25, 100, 500)] == pytest.approx([0.8, 0.6, 0, 0])
+    constant = TrainConfig(output_dir=str(tmp_path), teacher_forcing=0.3)
+    assert teacher_forcing_probability(constant, 10**6) == 0.3
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1}]:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(output_dir=str(tmp_path), **bad)
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    args = build_parser().parse_args(
+        [*base, "--pseudo-mask-loss", "2", "--teacher-forcing", "0.5", "--teacher-forcing-steps", "40"]
+    )
+    got = train_config_from_args(args)
+    assert (got.pseudo_mask_loss, got.teacher_forcing, got.teacher_forcing_steps) == (2.0, 0.5, 40)
+    d = train_config_from_args(build_parser().parse_args(base))
+    assert (d.pseudo_mask_loss, d.teacher_forcing) == (0.0, 0.0)  # off by default: the official recipe
+
+
+def test_teacher_forcing_feeds_the_grid_target_as_the_dense_prompt(ws, tmp_path):
+    trainer = _trainer(ws, tmp_path, val=False, teacher_forcing=1.0)
+    target = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.long)
+    target[0, :5, :5] = 1
+    forced = trainer._forced_prompt(target)
+    assert forced.shape == (2, 1, 14, 14) and not torch.isnan(forced).any()  # p = 1: every sample
+    assert forced[0, 0, 0, :2].tolist() == [1.0, 1.0] and forced[0].sum() == 4 and forced[1].sum() == 0
+    assert _trainer(ws, tmp_path / "off", val=False)._forced_prompt(target) is None
+    half = _trainer(ws, tmp_path / "half", val=False, teacher_forcing=0.5)
+    draws = []
+    for b in range(40):
+        half.epoch_batches = b
+        f = half._forced_prompt(target)
+        draws += [False, False] if f is None else [not bool(torch.isnan(f[i]).any()) for i in range(2)]
+    assert 20 <= sum(draws) <= 60  # about half of 80 samples, drawn per sample
+
+
+def test_pseudo_mask_training_logs_the_separation(ws, tmp_path):
+    trainer = _trainer(ws, tmp_path, epochs=1, pseudo_mask_loss=1.0, teacher_forcing=0.5)
+    trainer.train()
+    records = _records(tmp_path / "metrics.jsonl")
+    train = [r for r in records if r["event"] == "train"]
+    val = [r for r in records if r["event"] == "val"]
+    assert train and val
+    for r in train:
+        assert {"pseudo_mask", "pm_target", "pm_background", "train_iou", "teacher_forcing"} <= set(r)
+        assert 0 <= r["pm_background"] <= 1 and 0 <= r["train_iou"] <= 1 and r["pseudo_mask"] > 0
+    assert 0 <= val[0]["pm_target"] <= 1 and 0 <= val[0]["pm_background"] <= 1

@@ -22,11 +22,13 @@ from .attention import PackedCrossAttention
 @dataclass
 class PromptOutput:
     """``pseudo_mask`` (B, 1, g, g) probabilities; ``dense_prompt`` (B, 1, S/4, S/4) the same,
-    upsampled; ``sparse_prompt`` (B, 1, 256)."""
+    upsampled; ``sparse_prompt`` (B, 1, 256); ``pseudo_logits`` (B, 1, g, g) the pseudo-mask before the
+    sigmoid (what a loss on the pseudo-mask reads, numerically stable)."""
 
     pseudo_mask: torch.Tensor
     dense_prompt: torch.Tensor
     sparse_prompt: torch.Tensor
+    pseudo_logits: torch.Tensor
 
 
 class MaskPromptGenerator(nn.Module):
@@ -58,12 +60,21 @@ class MaskPromptGenerator(nn.Module):
         m = cls_token * self.class_attn(cls_token, patch_tokens, patch_tokens)[0]  # (B, 1, C), multiplicative
         m = self.mask_linear(m).unsqueeze(1)  # (B, 1, 1, C)
         grid = patch_tokens.view(b, g, g, c)  # (B, g, g, C)
-        pseudo = torch.sigmoid(self.mask_product(grid * m)).permute(0, 3, 1, 2)  # (B, 1, g, g)
-        dense = F.interpolate(
+        pseudo_logits = self.mask_product(grid * m).permute(0, 3, 1, 2)  # (B, 1, g, g)
+        pseudo = torch.sigmoid(pseudo_logits)
+        return PromptOutput(
+            pseudo_mask=pseudo,
+            dense_prompt=self.upsample(pseudo),
+            sparse_prompt=self.token_mlp(cls_token),
+            pseudo_logits=pseudo_logits,
+        )
+
+    def upsample(self, pseudo: torch.Tensor) -> torch.Tensor:
+        """A (B, 1, g, g) probability map -> the (B, 1, S/4, S/4) dense prompt SAM2's mask input takes."""
+        return F.interpolate(
             pseudo.float(),
             size=(self.prompt_size, self.prompt_size),
             mode="bilinear",
             align_corners=False,
             antialias=self.antialias,
-        )  # (B, 1, S/4, S/4)
-        return PromptOutput(pseudo_mask=pseudo, dense_prompt=dense, sparse_prompt=self.token_mlp(cls_token))
+        )

@@ -32,6 +32,7 @@ class RS2SAM2Output:
     logits: (B, 1, S, S) decoder logits upsampled to S; foreground iff ``logits > config.mask_threshold``.
     low_res_logits: (B, 1, S/4, S/4) decoder logits.
     pseudo_mask: (B, 1, 14, 14) MPG probabilities.
+    pseudo_logits: (B, 1, 14, 14) the same before the sigmoid (read by the optional pseudo-mask loss).
     dense_prompt: (B, 1, S/4, S/4) the pseudo-mask upsampled, as fed to SAM2's mask input.
     fused_features: four (B, C_i, H_i, W_i) Hiera stage outputs after text fusion.
     text_weight: (B, 1) boundary-loss weight ``text2one(T[:, 0])``.
@@ -48,6 +49,7 @@ class RS2SAM2Output:
     text_weight: torch.Tensor
     iou_scores: torch.Tensor
     object_score_logits: torch.Tensor
+    pseudo_logits: torch.Tensor | None = field(default=None)
     fusion_attentions: list[torch.Tensor] | None = field(default=None)
 
 
@@ -90,11 +92,21 @@ class RS2SAM2(
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         output_attentions: bool = False,
+        forced_prompt: torch.Tensor | None = None,
     ) -> RS2SAM2Output:
         """``sam_pixels`` (B, 3, S, S), ``union_pixels`` (B, 3, 224, 224), ``input_ids`` (B, L),
-        ``attention_mask`` (B, L) (True/1 for real tokens)."""
+        ``attention_mask`` (B, L) (True/1 for real tokens).
+
+        ``forced_prompt`` (training only, teacher forcing; not in the paper): a (B, 1, 14, 14) map whose
+        finite entries replace the pseudo-mask *as SAM2's dense prompt* (samples whose map is NaN keep their
+        own); the returned ``pseudo_mask`` / ``pseudo_logits`` stay the generator's own."""
         union = self.union_encoder(union_pixels, input_ids, attention_mask)
         prompts = self.prompt_generator(union.cls_token, union.patch_tokens)
+        dense_prompt = prompts.dense_prompt
+        if forced_prompt is not None:
+            forced = forced_prompt.to(prompts.pseudo_mask.dtype)
+            mixed = torch.where(torch.isnan(forced), prompts.pseudo_mask, forced)  # (B, 1, g, g)
+            dense_prompt = self.prompt_generator.upsample(mixed)
         text = self.text_proj(union.text_tokens)  # (B, L, 256)
         # Pad tokens (a batch of sentences of mixed lengths) are hidden from the fusion layers' attention,
         # so that every sample gets what it gets alone, unpadded — the only case the official code runs.
@@ -113,7 +125,7 @@ class RS2SAM2(
             image.fpn_features,
             text,
             prompts.sparse_prompt,
-            prompts.dense_prompt,
+            dense_prompt,
             text_padding=padding,
             high_res_features=image.high_res_features,
         )
@@ -123,11 +135,12 @@ class RS2SAM2(
             logits=logits,
             low_res_logits=decoded.low_res_logits,
             pseudo_mask=prompts.pseudo_mask,
-            dense_prompt=prompts.dense_prompt,
+            dense_prompt=dense_prompt,
             fused_features=image.trunk_features,
             text_weight=self.text_weight_head(text[:, 0]).float(),
             iou_scores=decoded.iou_scores,
             object_score_logits=decoded.object_score_logits,
+            pseudo_logits=prompts.pseudo_logits,
             fusion_attentions=image.attentions,
         )
 
