@@ -1,21 +1,24 @@
 """rs2sam2: referring remote sensing image segmentation with RS2-SAM2."""
 
 from .config import RS2SAM2Config
-from .modeling import RS2SAM2, RS2SAM2Output
 
 __version__ = "0.1.0"
 
 __all__ = ["RS2SAM2", "RS2SAM2Config", "RS2SAM2Output", "RS2SAM2Processor", "RS2SAM2Predictor"]
 
+# Imported on first use: the model pulls in torch and sam2, the processor and predictor transformers / PIL,
+# and ``import rs2sam2.cli`` (the command, its --help) needs none of them.
+_LAZY = {
+    "RS2SAM2": ".modeling",
+    "RS2SAM2Output": ".modeling",
+    "RS2SAM2Processor": ".processing",
+    "RS2SAM2Predictor": ".predictor",
+}
+
 
 def __getattr__(name: str):
-    # The processor and predictor pull in transformers / PIL: import them on first use.
-    if name == "RS2SAM2Processor":
-        from .processing import RS2SAM2Processor
+    if name in _LAZY:
+        import importlib
 
-        return RS2SAM2Processor
-    if name == "RS2SAM2Predictor":
-        from .predictor import RS2SAM2Predictor
-
-        return RS2SAM2Predictor
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'rs2sam2' has no attribute {name!r}")

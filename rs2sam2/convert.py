@@ -632,33 +632,6 @@ def load_beit3_checkpoint(
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``rs2sam2 convert SRC OUT``."""
-    p = subparsers.add_parser(
-        "convert",
-        help="convert a released RS2-SAM2 checkpoint (folder or Hub repo) into an rs2sam2 package",
-        description="Convert the official RS2-SAM2 weights (config.json with model_type 'evf', "
-        "pytorch_model.bin or model.safetensors, tokenizer files) into an rs2sam2 model folder.",
-    )
-    p.add_argument("src", help="official model folder or Hub repo id (e.g. ReeF2025/RS2-SAM2)")
-    p.add_argument("out", help="output folder")
-    p.add_argument("--subfolder", default=None, help="folder inside SRC (e.g. rrsisd or refseg)")
-    p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="dtype of the saved weights")
-    p.add_argument(
-        "--compact",
-        action="store_true",
-        help="leave out the frozen Hiera trunk + neck; they are fetched from --base-repo when loading",
-    )
-    p.add_argument("--base-repo", default="facebook/sam2-hiera-large", help="base SAM2 repo for --compact")
-    p.add_argument("--base-filename", default="sam2_hiera_large.pt", help="file in --base-repo")
-    p.add_argument(
-        "--preset",
-        default=None,
-        help="architecture preset to build instead of the official one (checkpoints of another size)",
-    )
-    p.set_defaults(func=_cli_convert)
-
-
 def _cli_convert(args: argparse.Namespace) -> int:
     import sys
 

@@ -303,40 +303,14 @@ def paper_row(dataset: str, split: str) -> tuple[str, dict[str, float]]:
 
 # ----------------------------------------------------------------------------------------------- CLI
 def load_model_and_processor(
-    path_or_repo: str, *, subfolder: str | None = None, device: str | None = None
+    path_or_repo: str | None = None, *, subfolder: str | None = None, device: str | None = None
 ) -> tuple[RS2SAM2, RS2SAM2Processor]:
-    """A model folder / Hub repo (ours or the official release) and its tokenizer."""
+    """A model folder / Hub repo (ours or the official release; default: the bundled model), tokenizer."""
     from .predictor import RS2SAM2Predictor
 
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = RS2SAM2Predictor.from_pretrained(path_or_repo, subfolder=subfolder, device=dev)
     return predictor.model, predictor.processor
-
-
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate",
-        help="evaluate a model on a dataset split (mIoU, oIoU, Pr@0.5..0.9)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="model folder or Hugging Face Hub repo id")
-    p.add_argument("--subfolder", default=None, help="folder inside --model (official: rrsisd, refseg)")
-    p.add_argument(
-        "--data", required=True, help="manifest.jsonl, a folder holding one, or an RRSIS-D/RefSegRS root"
-    )
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--json", dest="json_path", default=None, help="write the metrics here (JSON)")
-    p.add_argument("--csv", dest="csv_path", default=None, help="write per-sample rows here (CSV)")
-    p.add_argument("--resolution", default="official", choices=RESOLUTIONS)
-    p.add_argument("--shuffle-text", action="store_true", help="text-blind control: deranged expressions")
-    p.add_argument("--seed", type=int, default=2401, help="seed of the --shuffle-text derangement")
-    p.add_argument("--compare-paper", default=None, choices=sorted(PAPER_RESULTS))
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cli_evaluate)
 
 
 def _cli_evaluate(args: argparse.Namespace) -> int:

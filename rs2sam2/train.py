@@ -46,7 +46,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .config import PRESETS, RS2SAM2Config
+from .config import RS2SAM2Config
 from .evaluate import RESOLUTIONS
 from .losses import LOSS_VARIANTS, RS2SAM2Loss, build_loss, grid_target, pseudo_mask_separation
 from .metrics import resize_mask_nearest
@@ -948,104 +948,9 @@ class Trainer:
 
 
 # -------------------------------------------------------------------------------------------- CLI
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    d = TrainConfig()
-    p = subparsers.add_parser(
-        "train",
-        help="train or fine-tune RS2-SAM2 (single process or torchrun)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    g = p.add_argument_group("data and output")
-    g.add_argument("--data", required=True, help="manifest.jsonl, a folder holding one, or a benchmark root")
-    g.add_argument("--out", required=True, help="output folder (checkpoint, metrics.jsonl, best/)")
-    g.add_argument("--train-split", default=d.train_split)
-    g.add_argument("--val-split", default=d.val_split, help="model selection split ('none' to skip)")
-    g.add_argument("--occlusion", action="store_true", help="RRSIS-D random-box occlusion (official)")
-    g.add_argument(
-        "--on-error",
-        default="raise",
-        choices=("raise", "skip"),
-        help="broken samples (missing/unreadable image or mask, mask size != image size): stop with a "
-        "message naming the sample (default), or check every sample first and leave them out",
-    )
-    g.add_argument(
-        "--empty-masks",
-        default="keep",
-        choices=("keep", "skip", "raise"),
-        help="samples whose mask is empty: train on them (default, official), leave them out, or stop",
-    )
-    g = p.add_argument_group("model")
-    src = g.add_mutually_exclusive_group()
-    src.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: official")
-    src.add_argument("--config", default=None, help="RS2SAM2Config JSON file")
-    src.add_argument("--init-from", default=None, help="start from this model folder / Hub repo")
-    g.add_argument("--subfolder", default=None, help="folder inside --init-from (official: rrsisd, refseg)")
-    g.add_argument("--image-size", type=int, default=None, help="override the SAM2 input side S")
-    g.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the --init-from folder)")
-    g.add_argument("--sam2-checkpoint", default=None, help="initialise SAM2 from a Meta SAM2 checkpoint")
-    g.add_argument("--beit3-checkpoint", default=None, help="initialise the union encoder from BEiT-3")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    g.add_argument("--grad-accumulation", type=int, default=d.grad_accumulation)
-    g.add_argument("--lr", type=float, default=d.base_lr, help="base learning rate")
-    g.add_argument("--fusion-lr", type=float, default=d.fusion_lr, help="BHFM + MPG learning rate")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--schedule", default=d.schedule, choices=sorted(SCHEDULES))
-    g.add_argument("--decay-epochs", type=int, default=d.decay_epochs, help="'paper' schedule: last N")
-    g.add_argument("--loss", default=d.loss, choices=sorted(LOSS_VARIANTS))
-    g.add_argument(
-        "--class-weights",
-        nargs=2,
-        type=float,
-        metavar=("BG", "FG"),
-        help="CE class weights instead of the loss variant's (official 0.9 1.1), e.g. for tiny targets",
-    )
-    g.add_argument(
-        "--pseudo-mask-loss",
-        type=float,
-        default=d.pseudo_mask_loss,
-        metavar="W",
-        help="weight of a loss on the mask prompt generator's 14x14 pseudo-mask against the target (BCE + "
-        "Dice; default 0 = off, as in the paper). Not part of RS2-SAM2: use it when training from random "
-        "weights, where the prompt generator learns nothing from the final loss alone",
-    )
-    g.add_argument(
-        "--teacher-forcing",
-        type=float,
-        default=d.teacher_forcing,
-        metavar="P",
-        help="probability per sample of giving SAM2 the target (on the pseudo-mask grid) as its dense "
-        "prompt instead of the pseudo-mask (default 0 = off)",
-    )
-    g.add_argument(
-        "--teacher-forcing-steps",
-        type=int,
-        default=d.teacher_forcing_steps,
-        metavar="N",
-        help="lower the teacher-forcing probability linearly to 0 over N optimiser steps (0: constant)",
-    )
-    g.add_argument("--precision", default=d.precision, choices=sorted(PRECISIONS))
-    g.add_argument("--gradient-checkpointing", action="store_true")
-    g.add_argument("--freeze-policy", default=d.freeze_policy, choices=FREEZE_POLICIES)
-    g.add_argument("--seed", type=int, default=d.seed)
-    g = p.add_argument_group("run")
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs (0: never)")
-    g.add_argument("--eval-resolution", default=d.eval_resolution, choices=("official", "native"))
-    g.add_argument("--log-every", type=int, default=d.log_every, help="steps")
-    g.add_argument("--save-every-steps", type=int, default=d.save_every_steps)
-    g.add_argument("--workers", type=int, default=d.num_workers)
-    g.add_argument("--device", default=None)
-    g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUT/checkpoint.pt")
-    g.add_argument("--no-deterministic", action="store_true")
-    g.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cli_train)
-
-
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
+    """The TrainConfig of ``rs2sam2 train`` (rs2sam2.cli.train); options left out (None) keep its default."""
+    values = dict(
         output_dir=args.out,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -1077,6 +982,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         progress=not args.no_progress,
         device=args.device,
     )
+    return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
 
 def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:

@@ -16,7 +16,7 @@ optionally, in the RRSIS-D refer layout so that reader gets exercised too).
   object and "no" for all others, so borderline cases are dropped as ambiguous.
 * :func:`generate_dataset` — a deterministic dataset (same seed, byte-identical files), split by image.
 * :func:`expression_vocabulary` — sentences covering every template word (for tokenizer training).
-* ``rs2sam2 synth`` — the command line front end (:func:`add_cli_parser`).
+* ``rs2sam2 synth`` — the command line front end (arguments in :mod:`rs2sam2.cli.synth`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ __all__ = [
     "Referral",
     "Scene",
     "SceneObject",
-    "add_cli_parser",
     "evaluate_spec",
     "expression_vocabulary",
     "format_stats",
@@ -2455,32 +2454,3 @@ def _run_cli(args: argparse.Namespace) -> int:
     print(format_stats(stats))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def add_cli_parser(subparsers: Any) -> None:
-    """Register the ``synth`` subcommand on an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "synth",
-        help="generate the synthetic referring remote sensing benchmark",
-        description="Generate aerial-like scenes with referring expressions and exact masks "
-        "(manifest.jsonl + PNG masks, and the RRSIS-D layout under rrsisd_layout/).",
-    )
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
-    p.add_argument(
-        "--num-images", type=int, default=1000, metavar="N", help="number of images (default 1000)"
-    )
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    p.add_argument(
-        "--expressions-per-image", type=int, default=4, metavar="K", help="expressions per image (default 4)"
-    )
-    p.add_argument(
-        "--min-target-area",
-        type=float,
-        default=80.0,
-        metavar="PX",
-        help="smallest referred object in pixels at 256x256, scaled with --size (default 80)",
-    )
-    p.add_argument("--no-rrsisd", action="store_true", help="do not write the RRSIS-D layout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
-    p.set_defaults(func=_run_cli)

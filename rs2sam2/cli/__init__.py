@@ -1,25 +1,29 @@
-"""The ``rs2sam2`` command. Each subcommand lives next to the code it runs; this file only wires them.
+"""The ``rs2sam2`` command. This package holds the arguments of every subcommand; the work is elsewhere.
 
-A module that adds subcommands defines ``add_cli_parser(subparsers)``, which registers its parser(s) and
-sets ``func`` (called with the parsed namespace, returning an exit code) via ``set_defaults``.
+Each module listed in :data:`SUBCOMMAND_MODULES` defines ``add_cli_parser(subparsers)``, which registers its
+parser(s) and sets ``func`` (called with the parsed namespace, returning an exit code) via ``set_defaults``.
+These modules import only the standard library (and numpy at most): torch, sam2, transformers and rasterio
+are imported by ``func`` when a command runs, so ``rs2sam2 --help`` and ``rs2sam2 COMMAND --help`` answer
+at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pickle
 import sys
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
     "rs2sam2.predict_cli",
-    "rs2sam2.data.synthetic",
-    "rs2sam2.data.validate",
-    "rs2sam2.train",
-    "rs2sam2.evaluate",
-    "rs2sam2.convert",
-    "rs2sam2.hub",
+    "rs2sam2.cli.synth",
+    "rs2sam2.cli.data",
+    "rs2sam2.cli.train",
+    "rs2sam2.cli.evaluate",
+    "rs2sam2.cli.convert",
+    "rs2sam2.cli.hub",
 )
 
 
@@ -39,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_threads(args: argparse.Namespace) -> None:
+    """``--threads N`` is ``RS2SAM2_NUM_THREADS=N`` for this command (and the processes it starts)."""
+    from ..threads import ENV_VAR, apply_num_threads
+
+    if getattr(args, "threads", None) is not None:
+        os.environ[ENV_VAR] = str(args.threads)
+    apply_num_threads()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "threads"):
+            _apply_threads(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -53,7 +68,3 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, pickle.UnpicklingError) as e:  # bad input: a message, not a traceback
         print(f"rs2sam2 {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,130 @@
+"""``rs2sam2 train``: its arguments. The training itself is rs2sam2.train, imported when the command runs.
+
+Options that have a TrainConfig field default to None here, which means "TrainConfig's default"
+(rs2sam2.train.train_config_from_args drops them), so the defaults live in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import PRESETS
+from .common import add_threads_argument
+
+# Copies of rs2sam2.train.SCHEDULES / PRECISIONS, rs2sam2.losses.LOSS_VARIANTS, FREEZE_POLICIES and
+# rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch (tests/test_cli.py checks they agree).
+SCHEDULES = ("constant", "official", "paper")
+PRECISIONS = ("bf16", "fp32")
+LOSS_VARIANTS = ("differentiable", "official", "paper")
+FREEZE_POLICIES = ("official", "full")
+RESOLUTIONS = ("official", "native")
+
+DESCRIPTION = """\
+Train or fine-tune RS2-SAM2, in one process or under torchrun (one process per GPU, DistributedDataParallel).
+
+The defaults are the official recipe: one sample per sentence, AdamW with weight decay 0.01, learning rate
+5e-5 (1e-4 for the fusion layers and the mask prompt generator), the loss 0.9 cross-entropy + 0.1 Dice +
+0.2 text-boundary loss, seed 2401. After every epoch the model is evaluated on the validation split and the
+epoch with the best mIoU + oIoU is saved as a model folder OUT/best. OUT/checkpoint.pt (written after every
+epoch, and every --save-every-steps steps) lets --resume continue exactly where a run stopped; the metrics
+go to OUT/metrics.jsonl, one JSON object per line.
+"""
+
+
+def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune RS2-SAM2 (single process or torchrun)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", required=True, help="manifest.jsonl, a folder holding one, or a benchmark root")
+    g.add_argument("--out", required=True, help="output folder (checkpoint, metrics.jsonl, best/)")
+    g.add_argument("--train-split", help="split to train on (default: train)")
+    g.add_argument("--val-split", help="model selection split (default: val; 'none' to skip)")
+    g.add_argument("--occlusion", action="store_true", help="RRSIS-D random-box occlusion (official)")
+    g.add_argument(
+        "--on-error",
+        default="raise",
+        choices=("raise", "skip"),
+        help="broken samples (missing/unreadable image or mask, mask size != image size): stop with a "
+        "message naming the sample (default), or check every sample first and leave them out",
+    )
+    g.add_argument(
+        "--empty-masks",
+        default="keep",
+        choices=("keep", "skip", "raise"),
+        help="samples whose mask is empty: train on them (default, official), leave them out, or stop",
+    )
+    g = p.add_argument_group("model")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: official")
+    src.add_argument("--config", default=None, help="RS2SAM2Config JSON file")
+    src.add_argument("--init-from", default=None, help="start from this model folder / Hub repo")
+    g.add_argument("--subfolder", default=None, help="folder inside --init-from (official: rrsisd, refseg)")
+    g.add_argument("--image-size", type=int, default=None, help="override the SAM2 input side S")
+    g.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the --init-from folder)")
+    g.add_argument("--sam2-checkpoint", default=None, help="initialise SAM2 from a Meta SAM2 checkpoint")
+    g.add_argument("--beit3-checkpoint", default=None, help="initialise the union encoder from BEiT-3")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help="default: 60")
+    g.add_argument("--batch-size", type=int, help="per process (default: 1)")
+    g.add_argument("--grad-accumulation", type=int, help="forwards per optimiser step (default: 1)")
+    g.add_argument("--lr", type=float, help="base learning rate (default: 5e-5)")
+    g.add_argument("--fusion-lr", type=float, help="learning rate of the fusion layers (default: 1e-4)")
+    g.add_argument("--weight-decay", type=float, help="default: 0.01")
+    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: official)")
+    g.add_argument("--decay-epochs", type=int, help="'paper' schedule: the last N epochs decay (default: 10)")
+    g.add_argument("--loss", choices=LOSS_VARIANTS, help="default: official")
+    g.add_argument(
+        "--class-weights",
+        nargs=2,
+        type=float,
+        metavar=("BG", "FG"),
+        help="CE class weights instead of the loss variant's (official 0.9 1.1), e.g. for tiny targets",
+    )
+    g.add_argument(
+        "--pseudo-mask-loss",
+        type=float,
+        metavar="W",
+        help="weight of a loss on the mask prompt generator's 14x14 pseudo-mask against the target (BCE + "
+        "Dice; default 0 = off, as in the paper). Not part of RS2-SAM2: use it when training from random "
+        "weights, where the prompt generator learns nothing from the final loss alone",
+    )
+    g.add_argument(
+        "--teacher-forcing",
+        type=float,
+        metavar="P",
+        help="probability per sample of giving SAM2 the target (on the pseudo-mask grid) as its dense "
+        "prompt instead of the pseudo-mask (default 0 = off)",
+    )
+    g.add_argument(
+        "--teacher-forcing-steps",
+        type=int,
+        metavar="N",
+        help="lower the teacher-forcing probability linearly to 0 over N optimiser steps (0: constant)",
+    )
+    g.add_argument("--precision", choices=PRECISIONS, help="bf16: autocast, CUDA only (default: fp32)")
+    g.add_argument("--gradient-checkpointing", action="store_true")
+    g.add_argument("--freeze-policy", choices=FREEZE_POLICIES, help="what trains (default: official)")
+    g.add_argument("--seed", type=int, help="default: 2401")
+    g = p.add_argument_group("run")
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--eval-every", type=int, help="epochs (0: never; default: 1)")
+    g.add_argument("--eval-resolution", choices=RESOLUTIONS, help="default: official")
+    g.add_argument("--log-every", type=int, help="steps (default: 10)")
+    g.add_argument("--save-every-steps", type=int, help="also checkpoint every N steps (default: 0, never)")
+    g.add_argument("--workers", type=int, help="data loader processes (default: 0)")
+    g.add_argument("--device", default=None)
+    add_threads_argument(g)
+    g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUT/checkpoint.pt")
+    g.add_argument("--no-deterministic", action="store_true")
+    g.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..train import _cli_train
+
+    return _cli_train(args)
