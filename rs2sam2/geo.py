@@ -15,9 +15,11 @@ Modes (:func:`predict_raster`), all reading windows so memory does not grow with
   ``overlap`` pixels (default ``tile_size // 4``); the last row/column of windows is aligned to the scene
   edge. In overlaps the windows' logits are merged by **mean** (default; seams disappear because each
   pixel's decision averages every window that saw it) or **max** (keeps an object that only one window
-  sees well). Windows are processed row by row and finished rows are written to the output at once, so
-  peak memory is ≈ ``tile_size × width × 7`` bytes plus the model plus GDAL's block cache (capped at
-  ``GDAL_CACHE_MB``), whatever the scene height.
+  sees well). Windows are processed row by row, up to ``batch_size`` windows of a row in one model
+  forward (:data:`TILE_BATCH_SIZE`; the predictor's ``predict_batch``), and finished rows are written to
+  the output at once, so peak memory is ≈ ``tile_size × width × 7`` bytes plus the model and the
+  activations of one batch plus GDAL's block cache (capped at ``GDAL_CACHE_MB``), whatever the scene
+  height.
 * ``coarse-to-fine``: the scene decimated to S finds the referred object; the square window around the
   foreground's bounding box (plus ``margin``, at least S a side, clipped to the scene) is segmented
   again, at full resolution when the window is at most S a side (decimated to S otherwise).
@@ -70,6 +72,8 @@ __all__ = [
 
 MODES = ("single", "tiles", "coarse-to-fine")
 MERGES = ("mean", "max")
+#: Tiles mode: windows per model forward (1 = one at a time, the path before batching).
+TILE_BATCH_SIZE = 4
 GEO_INSTALL_HINT = "pip install 'rs2sam2[geo]'  (or: pip install rasterio)"
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM; cap it so peak memory stays predictable
 _PLAIN_DRIVERS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # formats that never carry a CRS: no warning
@@ -86,6 +90,9 @@ class MaskPredictor(Protocol):
     model: Any  # ``model.config.image_size`` and ``model.config.mask_threshold`` are read
 
     def predict(self, image: np.ndarray, text: str, threshold: float | None = None) -> Prediction: ...
+
+    # Optional: ``predict_batch(images, texts, threshold=None) -> list[Prediction]`` (one sentence per
+    # image) lets tiles mode send several windows through the model at once.
 
 
 def require_rasterio() -> Any:
@@ -346,13 +353,15 @@ def predict_raster(
     margin: float = 0.25,
     mask_value: int = 1,
     stats_side: int = 1024,
+    batch_size: int = TILE_BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> GeoPrediction:
     """Segment what ``text`` refers to in a raster file, writing the mask to ``out`` (.tif or .png).
 
     ``bands`` are 1-based; ``tile_size`` must be a multiple of the model input S; ``overlap`` in pixels;
     ``merge`` ∈ ``MERGES``; ``margin``: coarse-to-fine window margin as a fraction of the object's size;
-    ``progress(done, total)`` is called after each window.
+    ``batch_size``: tiles mode, windows per forward (batched with the predictor's ``predict_batch`` when
+    it has one); ``progress(done, total)`` is called after each window or batch of windows.
     """
     rasterio = require_rasterio()
     if mode not in MODES:
@@ -361,6 +370,8 @@ def predict_raster(
         raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
     if mask_value not in (1, 255):
         raise ValueError(f"mask_value must be 1 or 255, got {mask_value}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     config = predictor.model.config
     s = int(config.image_size)
     thr = float(config.mask_threshold if threshold is None else threshold)
@@ -407,7 +418,7 @@ def predict_raster(
             run = _Run(predictor, src, text, thr, stretch, _MaskSink(out, src, mask_value), result, progress)
             try:
                 if mode == "tiles":
-                    _run_tiles(run, tile_size, overlap, merge)
+                    _run_tiles(run, tile_size, overlap, merge, batch_size)
                 else:
                     _run_whole(run, s, margin, refine=mode == "coarse-to-fine")
             except rasterio.errors.RasterioIOError as e:
@@ -486,13 +497,26 @@ class _Run:
         self.result.windows += 1
         return np.asarray(self.predictor.predict(rgb, self.text, threshold=self.thr).logits, np.float32)
 
+    def predict_many(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """(h, w) float32 logits of each image, in one batched forward when the predictor has
+        ``predict_batch`` (one sentence per image), else one call each."""
+        batched = getattr(self.predictor, "predict_batch", None)
+        if batched is None or len(rgbs) == 1:
+            return [self.predict(rgb) for rgb in rgbs]
+        self.result.windows += len(rgbs)
+        preds = batched(rgbs, [self.text] * len(rgbs), threshold=self.thr)
+        return [np.asarray(p.logits, np.float32) for p in preds]
+
     def tick(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(done, total)
 
 
-def _run_tiles(run: _Run, tile: int, overlap: int, merge: str) -> None:
-    """Sliding windows, merged in a (tile rows × W) buffer; rows no later window touches are written."""
+def _run_tiles(run: _Run, tile: int, overlap: int, merge: str, batch_size: int = 1) -> None:
+    """Sliding windows, merged in a (tile rows × W) buffer; rows no later window touches are written.
+
+    Up to ``batch_size`` windows of a row go through the model in one forward.
+    """
     from rasterio.windows import Window
 
     h, w = run.src.height, run.src.width
@@ -504,19 +528,24 @@ def _run_tiles(run: _Run, tile: int, overlap: int, merge: str) -> None:
     valid = np.zeros((th, w), bool)
     total = len(rows) * len(cols)
     for k, y in enumerate(rows):  # invariant: buffer row 0 is scene row y
-        for j, x in enumerate(cols):
-            rgb, ok = run.read(Window(x, y, tw, th))
-            valid[:, x : x + tw] = ok
-            if ok.any():
-                region, logits = acc[:, x : x + tw], run.predict(rgb)
+        for first in range(0, len(cols), batch_size):  # windows of one row have one shape: batch them
+            xs, rgbs = [], []
+            for x in cols[first : first + batch_size]:
+                rgb, ok = run.read(Window(x, y, tw, th))
+                valid[:, x : x + tw] = ok
+                if ok.any():
+                    xs.append(x)
+                    rgbs.append(rgb)
+                else:
+                    run.result.skipped_windows += 1
+            for x, logits in zip(xs, run.predict_many(rgbs) if rgbs else []):
+                region = acc[:, x : x + tw]
                 if merge == "mean":
                     region += logits
                 else:
                     np.maximum(region, logits, out=region)
                 count[:, x : x + tw] += 1
-            else:
-                run.result.skipped_windows += 1
-            run.tick(k * len(cols) + j + 1, total)
+            run.tick(k * len(cols) + min(first + batch_size, len(cols)), total)
         n = (rows[k + 1] if k + 1 < len(rows) else h) - y  # rows final once the next window row starts
         merged = acc[:n] / np.maximum(count[:n], 1) if merge == "mean" else acc[:n]
         mask = (merged > run.thr) & valid[:n] & (count[:n] > 0)

@@ -2,7 +2,8 @@
 
 GeoTIFF / COG and other GDAL rasters go through :mod:`rs2sam2.geo` (bands, stretch, nodata, tiling,
 georeferenced outputs); plain PNG / JPEG / BMP / WebP images in ``single`` mode go straight through
-:meth:`RS2SAM2Predictor.predict` and give PNG masks (0/255).
+:meth:`RS2SAM2Predictor.predict`. The mask's format follows ``--out``'s suffix (:data:`OUT_SUFFIXES`): PNG, or
+TIFF (a GeoTIFF with the source's CRS when the input has one).
 
 Exit codes: 0 every input succeeded, 1 at least one input failed (or the model could not be loaded),
 2 usage error (bad arguments or CSV).
@@ -25,14 +26,20 @@ import numpy as np
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+OUT_SUFFIXES = (".png", ".tif", ".tiff")  # mask formats --out can name
 AUTO = "auto"  # ``--geojson`` / ``--gpkg`` without a path: next to the mask
 
 _EPILOG = """\
 modes:
   single          the whole image at the model's input size (default)
-  tiles           sliding windows of --tile-size (a multiple of the model input) with --overlap pixels;
-                  logits merged by --merge in overlaps; written window row by window row (bounded memory)
+  tiles           sliding windows of --tile-size (a multiple of the model input) with --overlap pixels,
+                  --tile-batch windows per model call; logits merged by --merge in overlaps; written
+                  window row by window row (bounded memory)
   coarse-to-fine  the decimated scene locates the object, its window is segmented again at full resolution
+
+mask files: the suffix of --out (or of the CSV's out column) chooses the format: .png gives a PNG, .tif or
+.tiff a TIFF, which is a GeoTIFF with the input's coordinate system when the input has one. Other suffixes
+are refused. Without --out the mask is <image stem>_mask.png for PNG/JPEG input and _mask.tif otherwise.
 
 batch CSV: columns image,expression[,out]; relative paths are relative to the CSV file. Default mask
 names are <out-dir>/<image stem>_<row>_mask.tif (GeoTIFF input) or .png (PNG/JPEG input).
@@ -40,6 +47,7 @@ names are <out-dir>/<image stem>_<row>_mask.tif (GeoTIFF input) or .png (PNG/JPE
 exit codes: 0 all inputs succeeded, 1 some inputs failed, 2 usage error
 
 examples:
+  rs2sam2 predict photo.png "the largest lake" --out lake.tif
   rs2sam2 predict scene.tif "the large lake in the north" --out lake.tif --geojson lake.geojson
   rs2sam2 predict big.tif "the airport runway" --mode tiles --tile-size 1024 --overlap 256 --bands 3,2,1
   rs2sam2 predict --batch pairs.csv --out-dir masks/ --geojson
@@ -79,7 +87,8 @@ def _non_negative_int(text: str) -> int:
 
 def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``predict`` on the ``rs2sam2`` command."""
-    from .geo import MERGES, MODES
+    from .cli.common import add_threads_argument
+    from .geo import MERGES, MODES, TILE_BATCH_SIZE
 
     p = subparsers.add_parser(
         "predict",
@@ -99,7 +108,10 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--subfolder", help="subfolder of --model holding the weights")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the model's)")
     p.add_argument(
-        "--out", type=Path, help="mask file: .tif (GeoTIFF, keeps CRS) or .png (default: <image>_mask.*)"
+        "--out",
+        type=Path,
+        help="mask file; its suffix sets the format: .png, or .tif / .tiff (GeoTIFF when the input has a "
+        "coordinate system). Default: <image>_mask.png for PNG/JPEG input, <image>_mask.tif otherwise",
     )
     p.add_argument("--out-dir", type=Path, help="batch mode: folder for masks without an out column")
     p.add_argument(
@@ -123,17 +135,29 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--tile-size", type=_positive_int, help="tiles mode: window side, a multiple of the model input"
     )
-    p.add_argument("--overlap", type=_non_negative_int, help="tiles mode: overlap in pixels (default tile/4)")
+    p.add_argument(
+        "--overlap", type=_non_negative_int, help="tiles mode: overlap in pixels (default: a quarter tile)"
+    )
+    p.add_argument(
+        "--tile-batch",
+        type=_positive_int,
+        default=TILE_BATCH_SIZE,
+        metavar="N",
+        help=f"tiles mode: windows per model call (default: {TILE_BATCH_SIZE}; 1 uses the least memory)",
+    )
     p.add_argument("--merge", choices=MERGES, default="mean", help="tiles mode: logits in overlaps")
     p.add_argument(
         "--margin", type=float, default=0.25, help="coarse-to-fine: window margin (object fraction)"
     )
     p.add_argument("--threshold", type=float, help="logit threshold (default: the model's, 0.5)")
+    add_threads_argument(p)
     p.add_argument(
         "--mask-value", type=int, choices=(1, 255), help="foreground value (default: 1 in .tif, 255 in .png)"
     )
     p.add_argument("--summary", type=Path, metavar="JSON", help="write every input's result as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (none either when not on a terminal)"
+    )
     p.set_defaults(func=run)
     return p
 
@@ -263,15 +287,30 @@ def _predict_plain(predictor: Any, job: Job, out: Path, args: argparse.Namespace
     from .geo import mask_vectors
     from .processing import load_image
 
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"a {job.image.suffix} input gives a PNG mask; got --out {out.name}")
+    png = _check_out_suffix(out) == ".png"
     bands = None if args.bands is None else [b - 1 for b in args.bands]
     pred = predictor.predict(load_image(job.image), job.text, threshold=args.threshold, bands=bands)
-    value = args.mask_value or 255
-    Image.fromarray(pred.mask.astype(np.uint8) * np.uint8(value)).save(out)
+    value = args.mask_value or (255 if png else 1)
+    mask = Image.fromarray(pred.mask.astype(np.uint8) * np.uint8(value))
+    if png:
+        mask.save(out)
+    else:  # a plain TIFF: the input has no coordinate system to carry over
+        mask.save(out, format="TIFF", compression="tiff_lzw")
     result.score, result.foreground_pixels = float(pred.score), int(pred.mask.sum())
     result.area, result.area_unit = float(result.foreground_pixels), "square pixel"
     return lambda model_id: mask_vectors(pred.mask, text=job.text, score=pred.score, model_id=model_id)
+
+
+def _check_out_suffix(out: Path) -> str:
+    """``out``'s suffix, lower case, or ``ValueError`` naming the suffixes that work."""
+    suffix = out.suffix.lower()
+    if suffix not in OUT_SUFFIXES:
+        raise ValueError(f"cannot write a mask as {out.name!r}: the file name must end in {_suffix_list()}")
+    return suffix
+
+
+def _suffix_list() -> str:
+    return ", ".join(OUT_SUFFIXES[:-1]) + " or " + OUT_SUFFIXES[-1]
 
 
 def _predict_geo(
@@ -279,6 +318,7 @@ def _predict_geo(
 ) -> Any:
     from .geo import mask_vectors, predict_raster
 
+    _check_out_suffix(out)
     value = args.mask_value or (255 if out.suffix.lower() == ".png" else 1)
     geo = predict_raster(
         predictor,
@@ -293,6 +333,7 @@ def _predict_geo(
         threshold=args.threshold,
         margin=args.margin,
         mask_value=value,
+        batch_size=args.tile_batch,
         progress=progress,
     )
     result.score, result.foreground_pixels = geo.score, geo.foreground_pixels
@@ -332,8 +373,8 @@ def _check_args(args: argparse.Namespace) -> list[Job]:
         raise UsageError("expected IMAGE and TEXT (or --batch CSV)")
     if not args.text.strip():
         raise UsageError("TEXT is empty")
-    if args.out is not None and args.out.suffix.lower() not in (".tif", ".tiff", ".png"):
-        raise UsageError(f"--out must end in .tif, .tiff or .png, got {args.out.name!r}")
+    if args.out is not None and args.out.suffix.lower() not in OUT_SUFFIXES:
+        raise UsageError(f"--out must end in {_suffix_list()} (the mask's format), got {args.out.name!r}")
     return [Job(Path(args.image), args.text.strip(), args.out)]
 
 
@@ -345,12 +386,22 @@ def _check_tiling(args: argparse.Namespace, input_size: int) -> None:
         raise UsageError(f"--overlap must be smaller than the tile size {tile}")
 
 
+def plural_unit(unit: str, value: float) -> str:
+    """``"square metre"`` → ``"square metres"`` (unless ``value`` is 1); feet for foot."""
+    if value == 1:
+        return unit
+    return unit[: -len("foot")] + "feet" if unit.endswith("foot") else unit + "s"
+
+
 def _report(res: JobResult) -> str:
     if not res.ok:
         return f"FAILED {res.image} {res.text!r}: {res.error}"
-    area = "" if res.area is None else f", {res.area:.6g} {res.area_unit}"
+    pixels = f"{res.foreground_pixels} foreground pixel{'' if res.foreground_pixels == 1 else 's'}"
+    area = ""
+    if res.area is not None and res.area_unit not in (None, "square pixel"):  # pixels said it already
+        area = f", an area of {res.area:.6g} {plural_unit(res.area_unit, res.area)}"
     extra = "".join(f" + {v}" for v in res.vectors)
-    stats = f"score {res.score:.3f}, {res.foreground_pixels} px{area}"
+    stats = f"score {res.score:.3f}, {pixels}{area}"
     return f"{res.image} {res.text!r} -> {res.out}{extra} ({stats})"
 
 
@@ -400,7 +451,7 @@ def _run_single(predictor: Any, job: Job, args: argparse.Namespace, model_id: st
     from tqdm import tqdm
 
     quiet = args.no_progress or args.mode == "single"
-    with tqdm(desc="windows", unit="win", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(desc="windows", unit="win", disable=True if quiet else None, file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -418,7 +469,7 @@ def _run_batch(predictor: Any, jobs: list[Job], args: argparse.Namespace, model_
     from tqdm import tqdm
 
     results: list[JobResult] = []
-    bar = tqdm(jobs, desc="predict", unit="pair", disable=args.no_progress, file=sys.stderr)
+    bar = tqdm(jobs, desc="predict", unit="pair", disable=True if args.no_progress else None, file=sys.stderr)
     for job in bar:
         res = run_job(predictor, job, args, model_id, batch=True)
         results.append(res)
@@ -431,11 +482,9 @@ def _run_batch(predictor: Any, jobs: list[Job], args: argparse.Namespace, model_
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rs2sam2.predict_cli …`` (same as ``rs2sam2 predict …``)."""
-    parser = argparse.ArgumentParser(prog="rs2sam2")
-    sub = parser.add_subparsers(dest="command")
-    add_cli_parser(sub)
-    args = parser.parse_args(["predict", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from .cli import main as cli_main
+
+    return cli_main(["predict", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch import nn
 from .memory import FilePages, release_cpu_memory
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
+from .threads import apply_num_threads
 
 # The model bundled with the package's repository (trained on synthetic scenes; see demo/README.md).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
@@ -120,6 +121,9 @@ class RS2SAM2Predictor:
     slightly from the float32 ones. ``compile=True`` runs the model through ``torch.compile`` (Inductor;
     needs a C++ compiler on the CPU): the first call of each new input shape compiles (about 100 s for
     the bundled model on 2 CPU cores), later calls are faster (see ``benchmarks/forward.py --compile``).
+    ``num_threads`` sets torch's intra-op threads, process-wide (default: ``$RS2SAM2_NUM_THREADS``, else
+    torch's own; see :mod:`rs2sam2.threads` and ``benchmarks/threads.py``); ``self.num_threads`` is the
+    count in effect.
     """
 
     def __init__(
@@ -131,7 +135,10 @@ class RS2SAM2Predictor:
         *,
         quantize: str | None = None,
         compile: bool = False,
+        num_threads: int | None = None,
     ) -> None:
+        apply_num_threads(num_threads)
+        self.num_threads = torch.get_num_threads()
         self.device = torch.device(device) if device is not None else model.device
         self.dtype = dtype or model.dtype
         check_quantize(quantize, self.device, self.dtype)
@@ -153,19 +160,29 @@ class RS2SAM2Predictor:
         dtype: torch.dtype | None = None,
         quantize: str | None = None,
         compile: bool = False,
+        num_threads: int | None = None,
         **kwargs,
     ) -> RS2SAM2Predictor:
         """Load a model folder or Hub repo (ours or the official release); default: the bundled model.
 
-        ``quantize="int8"``, ``compile``: see the class docstring. Other keyword arguments go to
-        :meth:`RS2SAM2.from_pretrained`.
+        ``quantize="int8"``, ``compile``, ``num_threads``: see the class docstring. Other keyword arguments
+        go to :meth:`RS2SAM2.from_pretrained`.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
+        apply_num_threads(num_threads)  # loading (casts, quantisation) runs on these threads too
         source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
         # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
-        return cls(model, processor, device=device, dtype=dtype, quantize=quantize, compile=compile)
+        return cls(
+            model,
+            processor,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+            compile=compile,
+            num_threads=num_threads,
+        )
 
     @torch.inference_mode()
     def forward(

@@ -78,3 +78,19 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(tmp_path_factory):
+    """A randomly initialised tiny RS2-SAM2 with a test tokenizer."""
+    from rs2sam2.predictor import RS2SAM2Predictor
+    from rs2sam2.processing import RS2SAM2Processor
+    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+
+    cfg = RS2SAM2Config.from_preset("tiny")
+    folder = make_test_tokenizer(tmp_path_factory.mktemp("tok"), vocab_size=150)
+    tok = load_tokenizer(
+        folder, min_vocab_size=cfg.tokenizer.min_vocab_size, max_vocab_size=cfg.union_encoder.vocab_size
+    )
+    torch.manual_seed(0)
+    return RS2SAM2Predictor(RS2SAM2(cfg), RS2SAM2Processor(cfg, tok))

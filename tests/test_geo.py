@@ -322,6 +322,79 @@ def test_mean_and_max_merge_in_the_overlap(tmp_path):
         assert row[:48].all() and not row[64:].any() and bool(row[48:64].all()) is overlap_fg
 
 
+class BatchStubPredictor(StubPredictor):
+    """The stub with ``predict_batch`` (one sentence per image), recording each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__(keep_images=False)
+        self.batches: list[int] = []
+
+    def predict_batch(self, images, texts, threshold=None, bands=None) -> list[Prediction]:
+        assert len(images) == len(texts)
+        self.batches.append(len(images))
+        return [self.predict(im, t, threshold) for im, t in zip(images, texts)]
+
+
+def _record(ticks: list, key: int):
+    return lambda done, total: ticks.append((key, done, total))
+
+
+def test_tiles_run_windows_in_batches_of_a_row(tmp_path):
+    h, w, boxes = 150, 300, [(40, 90, 50, 140), (100, 150, 250, 300)]
+    nodata = scene(h, w, boxes)
+    nodata[:, :, 96:208] = 0  # the third and fourth window of each row (columns 96-160, 144-208): nodata only
+    src = write_tif(tmp_path / "s.tif", nodata, nodata=0)
+    ticks, masks = [], {}
+    for batch_size in (1, 3):
+        stub = BatchStubPredictor()
+        out = tmp_path / f"m{batch_size}.tif"
+        res = predict_raster(
+            stub,
+            src,
+            "x",
+            out,
+            mode="tiles",
+            overlap=16,
+            batch_size=batch_size,
+            progress=_record(ticks, batch_size),
+        )
+        masks[batch_size] = read_mask(res.out)
+        cols = len(tile_starts(w, 64, 16))  # 6 windows a row: 0, 48, 96, 144, 192, 236
+        assert res.windows + res.skipped_windows == 3 * cols and res.skipped_windows == 3 * 2
+        if batch_size == 3:  # per row: [0, 48, 96-skipped] -> 2, [144-skipped, 192, 236] -> 2
+            assert stub.batches == [2, 2] * 3
+            assert [d for b, d, t in ticks if b == 3] == [3, 6, 9, 12, 15, 18]
+    assert np.array_equal(masks[1], masks[3])
+    assert np.array_equal(masks[1] > 0, truth(h, w, boxes) & (nodata[0] > 0))
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_raster(BatchStubPredictor(), src, "x", tmp_path / "m.tif", mode="tiles", batch_size=0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiles_batched_windows_match_one_at_a_time_with_the_tiny_model(tiny_predictor, tmp_path):
+    """predict_batch on several windows gives the logits of one-at-a-time predict, within float error;
+    the tiles written with batches of 4 and of 1 agree (a pixel may only flip within that error)."""
+    rng = np.random.default_rng(0)
+    windows = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    one = [tiny_predictor.predict(x, "the white roof").logits for x in windows]
+    batch = [p.logits for p in tiny_predictor.predict_batch(windows, ["the white roof"] * 3)]
+    for a, b in zip(one, batch):
+        assert a.shape == b.shape == (64, 64)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    s = tiny_predictor.model.config.image_size
+    data = np.moveaxis(rng.integers(0, 256, (s + s // 2, 2 * s, 3), dtype=np.uint8), -1, 0)
+    src = write_tif(tmp_path / "r.tif", data)
+    logits = {}
+    for batch_size in (1, 4):
+        out = tmp_path / f"r{batch_size}.tif"
+        res = predict_raster(tiny_predictor, src, "the roof", out, mode="tiles", batch_size=batch_size)
+        logits[batch_size] = read_mask(out)
+        assert res.windows == len(tile_starts(data.shape[1], s, s // 4)) * len(
+            tile_starts(data.shape[2], s, s // 4)
+        )
+    assert (logits[1] != logits[4]).mean() < 1e-3
+
+
 def test_tiles_validates_size_and_overlap(tmp_path):
     src = write_tif(tmp_path / "s.tif", scene(64, 64, []))
     with pytest.raises(ValueError, match="multiple of the model input 64"):

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 rasterio = pytest.importorskip("rasterio")
 
-from rs2sam2 import RS2SAM2, RS2SAM2Config, predict_cli  # noqa: E402
+from rs2sam2 import predict_cli  # noqa: E402
 from rs2sam2.predict_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
 from tests.test_geo import UTM, StubPredictor, scene, truth, write_tif  # noqa: E402
 
@@ -219,22 +218,6 @@ def test_batch_mode_reports_a_summary_and_exit_code(stub, geotiff, png, tmp_path
     assert "summary: 2 pairs, 2 succeeded, 0 failed" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def tiny_predictor(tmp_path_factory):
-    """A randomly initialised tiny RS2-SAM2 with a test tokenizer."""
-    from rs2sam2.predictor import RS2SAM2Predictor
-    from rs2sam2.processing import RS2SAM2Processor
-    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
-
-    cfg = RS2SAM2Config.from_preset("tiny")
-    folder = make_test_tokenizer(tmp_path_factory.mktemp("tok"), vocab_size=150)
-    tok = load_tokenizer(
-        folder, min_vocab_size=cfg.tokenizer.min_vocab_size, max_vocab_size=cfg.union_encoder.vocab_size
-    )
-    torch.manual_seed(0)
-    return RS2SAM2Predictor(RS2SAM2(cfg), RS2SAM2Processor(cfg, tok))
-
-
 def test_real_tiny_model_end_to_end(tiny_predictor, monkeypatch, png, tmp_path):
     monkeypatch.setattr(predict_cli, "load_predictor", lambda model, subfolder, device: tiny_predictor)
     assert run_cli([str(png), "the white car", "--out", str(tmp_path / "car.png")]) == EXIT_OK
@@ -246,3 +229,38 @@ def test_real_tiny_model_end_to_end(tiny_predictor, monkeypatch, png, tmp_path):
     with rasterio.open(out) as m:
         assert (m.height, m.width) == (256, 320) and m.crs.to_string() == UTM
         assert set(np.unique(m.read(1))) <= {0, 1}
+
+
+def test_the_mask_format_follows_the_out_suffix(stub, png, geotiff, tmp_path, capsys):
+    """A PNG input gives a TIFF mask for --out *.tif (values 0/1) as well as a PNG (0/255); a GeoTIFF input
+    gives a PNG for *.png; other suffixes are refused with the list of those that work."""
+    expected = truth(48, 80, [(10, 20, 30, 60)])
+    assert run_cli([str(png), "the car", "--out", str(tmp_path / "car.png")]) == EXIT_OK
+    assert run_cli([str(png), "the car", "--out", str(tmp_path / "car.tif")]) == EXIT_OK
+    with Image.open(tmp_path / "car.tif") as im:
+        assert im.format == "TIFF"
+        tif = np.asarray(im)
+    assert set(np.unique(tif)) == {0, 1} and np.array_equal(tif > 0, expected)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "car.png")) == 255, expected)
+    assert run_cli([str(geotiff), "the roof", "--out", str(tmp_path / "roof.png")]) == EXIT_OK
+    assert Image.open(tmp_path / "roof.png").format == "PNG"
+    capsys.readouterr()
+    assert run_cli([str(png), "the car", "--out", str(tmp_path / "car.jpg")]) == EXIT_USAGE
+    assert ".png, .tif or .tiff" in capsys.readouterr().err
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,expression,out\n{png.name},the car,car.jpg\n")
+    assert run_cli(["--batch", str(pairs), "--no-progress"]) == EXIT_FAILED
+    assert "must end in .png, .tif or .tiff" in capsys.readouterr().out
+    assert not (tmp_path / "car.jpg").exists()
+
+
+def test_the_report_gives_units_in_words(stub, png, geotiff, tmp_path, capsys):
+    assert run_cli([str(png), "the car", "--out", str(tmp_path / "car.png")]) == EXIT_OK
+    line = capsys.readouterr().out
+    assert "300 foreground pixels)" in line and "px" not in line and "square pixel" not in line
+    argv = [str(geotiff), "the roof", "--out", str(tmp_path / "roof.tif"), "--mode", "tiles", "--no-progress"]
+    assert run_cli(argv) == EXIT_OK
+    line = capsys.readouterr().out  # native resolution, 10 m pixels: 100 square metres each
+    assert "1500 foreground pixels, an area of 150000 square metres)" in line
+    assert predict_cli.plural_unit("square US survey foot", 2.0) == "square US survey feet"
+    assert predict_cli.plural_unit("square metre", 1.0) == "square metre"
