@@ -193,3 +193,25 @@ def test_paper_rows_and_table_format():
     table = format_table([("ours", {"Pr@0.5": 50.0, "mIoU": float("nan")})])
     last = table.splitlines()[-1].split()
     assert last[0] == "ours" and last[1] == "50.00" and last[-1] == "–"
+
+
+def test_cli_without_model_evaluates_the_bundled_model(ws, tmp_path, monkeypatch):
+    """``rs2sam2 evaluate --data D`` loads the default model, as ``rs2sam2 predict`` does (its scores are
+    the bundled model's business: only the run and the metrics' form are checked)."""
+    from rs2sam2 import predictor
+
+    loaded = []
+    original = predictor.RS2SAM2Predictor.from_pretrained.__func__
+
+    def record(cls, path_or_repo=None, **kwargs):
+        loaded.append(path_or_repo)
+        return original(cls, path_or_repo, **kwargs)
+
+    monkeypatch.setattr(predictor.RS2SAM2Predictor, "from_pretrained", classmethod(record))
+    out_json = tmp_path / "m.json"
+    args = ["evaluate", "--data", str(ws.data), "--split", "test", "--json", str(out_json), "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert loaded == [None]  # None: RS2SAM2Predictor.from_pretrained's default, the bundled model
+    metrics = json.loads(out_json.read_text())
+    assert set(metrics) == JSON_KEYS and metrics["num_samples"] == 2
