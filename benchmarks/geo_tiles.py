@@ -1,13 +1,18 @@
 """Tiles mode on a large synthetic GeoTIFF with the tiny model: wall time and peak RSS (target < 3 GB).
 
 The scene (default 10,000 × 10,000 × 3 uint8, EPSG:32633, 0.5 m pixels: fields, roads, buildings and a
-lake) is written strip by strip, then segmented in a fresh subprocess so the peak RSS is the prediction's
-alone. Peak RSS is ``VmHWM`` from ``/proc/self/status`` where available: ``getrusage``'s ``ru_maxrss``
-also counts the parent's RSS at fork time on Linux. Prints one JSON object. Examples::
+lake; ``--size WxH`` for another shape) is written strip by strip (``--jpeg``: then saved as a JPEG, which
+has no georeferencing, as a photo would be), then segmented in a fresh subprocess so the peak RSS is the
+prediction's alone. Peak RSS is ``VmHWM`` from ``/proc/self/status`` where available: ``getrusage``'s
+``ru_maxrss`` also counts the parent's RSS at fork time on Linux. ``--batch-sizes`` runs one subprocess per
+number of windows per forward (1 is the one-window-at-a-time path before batching) and reports each and
+the speed-up over the first. Prints one JSON object. Examples::
 
     python benchmarks/geo_tiles.py                                  # bundled model, 10k², tiles of 1024
     python benchmarks/geo_tiles.py --size 3000 --tile-size 256 --overlap 64
     python benchmarks/geo_tiles.py --model path/to/model --keep /tmp/scene.tif
+    # the 3000 × 2000 JPEG of issue 17 (176 windows of 256), one window at a time vs batches of 4:
+    python benchmarks/geo_tiles.py --size 3000x2000 --jpeg --tile-size 256 --overlap 64 --batch-sizes 1 4
 
 Without a bundled or given model, a randomly initialised tiny model (with a test tokenizer) runs instead:
 the timing and memory are the same, the mask is meaningless (``"model"`` in the output says which).
@@ -39,21 +44,36 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
 
 
-def write_scene(path: Path, size: int, strip: int = 512, seed: int = 0) -> None:
-    """A size × size RGB GeoTIFF written in strips (never held whole in memory)."""
+def parse_size(text: str) -> tuple[int, int]:
+    """``"3000x2000"`` → (3000, 2000) (width, height); ``"5000"`` → (5000, 5000)."""
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(parts[0]),) * 2 if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected N or WxH, e.g. 3000x2000, got {text!r}") from None
+    if len(parts) > 2 or min(width, height) < 64:
+        raise argparse.ArgumentTypeError(f"expected N or WxH with sides >= 64, got {text!r}")
+    return width, height
+
+
+def write_scene(path: Path, size: int | tuple[int, int], strip: int = 512, seed: int = 0) -> None:
+    """A width × height (``size``: one side or (width, height)) RGB GeoTIFF written in strips (never held
+    whole in memory)."""
     import numpy as np
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
+    width, height = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
-    buildings = rng.integers(0, size - 60, (size * size // 40_000, 2))  # ~one per 200² pixels
+    buildings = rng.integers(0, min(width, height) - 60, (width * height // 40_000, 2))  # ~one per 200²
+    buildings[:, 1] = rng.integers(0, width - 60, len(buildings))
     sides = rng.integers(12, 60, (len(buildings), 2))
-    lake = (0.3 * size, 0.6 * size, 0.12 * size)  # centre row, centre col, radius
+    lake = (0.3 * height, 0.6 * width, 0.12 * min(width, height))  # centre row, centre col, radius
     profile = {
         "driver": "GTiff",
-        "width": size,
-        "height": size,
+        "width": width,
+        "height": height,
         "count": 3,
         "dtype": "uint8",
         "crs": "EPSG:32633",
@@ -64,10 +84,10 @@ def write_scene(path: Path, size: int, strip: int = 512, seed: int = 0) -> None:
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    cols = np.arange(size)
+    cols = np.arange(width)
     with rasterio.open(path, "w", **profile) as dst:
-        for r0 in range(0, size, strip):
-            rows = np.arange(r0, min(size, r0 + strip))
+        for r0 in range(0, height, strip):
+            rows = np.arange(r0, min(height, r0 + strip))
             yy, xx = np.meshgrid(rows, cols, indexing="ij")
             field = ((yy // 700 + xx // 900) % 3).astype(np.uint8)  # agricultural parcels
             rgb = np.stack([70 + 25 * field, 100 + 20 * field, 60 + 10 * field]).astype(np.uint8)
@@ -79,7 +99,22 @@ def write_scene(path: Path, size: int, strip: int = 512, seed: int = 0) -> None:
                 if br + h > rows[0] and br < rows[-1] + 1:
                     a, b = max(br, rows[0]) - rows[0], min(br + h, rows[-1] + 1) - rows[0]
                     rgb[:, a:b, bc : bc + w] = np.array([200, 80, 70], np.uint8)[:, None, None]
-            dst.write(rgb, window=Window(0, r0, size, len(rows)))
+            dst.write(rgb, window=Window(0, r0, width, len(rows)))
+
+
+def write_jpeg(path: Path, size: tuple[int, int], seed: int = 0) -> None:
+    """The same scene as a JPEG (read whole once: for scenes a photo can be, up to 100 megapixels)."""
+    import numpy as np
+    import rasterio
+    from PIL import Image
+
+    if size[0] * size[1] > 100_000_000:
+        raise SystemExit("--jpeg is for scenes up to 100 megapixels")
+    tif = path.with_name(f"{path.stem}.scene-tmp.tif")
+    write_scene(tif, size, seed=seed)
+    with rasterio.open(tif) as src:
+        Image.fromarray(np.moveaxis(src.read(), 0, -1)).save(path, quality=90)
+    tif.unlink()
 
 
 def load_predictor(model: str | None, device: str | None) -> tuple[object, str]:
@@ -125,14 +160,16 @@ def run_child(args: argparse.Namespace) -> dict:
         mode="tiles",
         tile_size=args.tile_size,
         overlap=args.overlap,
+        batch_size=args.tile_batch,
     )
     predict_s = time.perf_counter() - t0
     peak = peak_rss_mb()
     return {
-        "scene": f"{res.width}x{res.height}x3 uint8 GeoTIFF",
+        "scene": f"{res.width}x{res.height}x3 uint8 {'JPEG' if args.scene.suffix == '.jpg' else 'GeoTIFF'}",
         "mode": "tiles",
         "tile_size": args.tile_size or int(predictor.model.config.image_size),
         "overlap": args.overlap,
+        "tile_batch": args.tile_batch,
         "model": model_id,
         "device": str(predictor.device),
         "torch_threads": torch.get_num_threads(),
@@ -148,9 +185,18 @@ def run_child(args: argparse.Namespace) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=10_000, help="scene side in pixels")
+    parser.add_argument("--size", type=parse_size, default=(10_000, 10_000), help="scene side N or WxH")
+    parser.add_argument("--jpeg", action="store_true", help="save the scene as a JPEG (no georeferencing)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="windows per forward, one run each (default: 4)",
+    )
+    parser.add_argument("--tile-batch", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tile-size", type=int, default=1024, help="window side (multiple of model input)")
     parser.add_argument("--overlap", type=int, default=256)
     parser.add_argument("--model", help="model folder or Hub id (default: bundled, else random tiny)")
@@ -161,42 +207,59 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(run_child(args)))
         return
+    from rs2sam2.geo import TILE_BATCH_SIZE
+
+    batch_sizes = args.batch_sizes or [TILE_BATCH_SIZE]
     with tempfile.TemporaryDirectory(prefix="rs2sam2-geo-bench-") as tmp:
-        scene = args.keep or Path(tmp) / "scene.tif"
+        scene = args.keep or Path(tmp) / ("scene.jpg" if args.jpeg else "scene.tif")
         t0 = time.perf_counter()
         if not scene.is_file():
-            write_scene(scene, args.size)
+            write_jpeg(scene, args.size) if args.jpeg else write_scene(scene, args.size)
         write_s = time.perf_counter() - t0
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            "--scene",
-            str(scene),
-            "--out",
-            str(Path(tmp) / "mask.tif"),
-            "--tile-size",
-            str(args.tile_size),
-            "--overlap",
-            str(args.overlap),
-            "--text",
-            args.text,
-        ]
-        for flag, value in (("--model", args.model), ("--device", args.device), ("--threads", args.threads)):
-            if value is not None:
-                cmd += [flag, str(value)]
-        t0 = time.perf_counter()
-        child = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if child.returncode != 0:
-            sys.exit(f"benchmark child failed:\n{child.stderr}")
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        result["scene_write_seconds"] = round(write_s, 2)
-        result["child_wall_seconds"] = round(time.perf_counter() - t0, 2)
-        print(json.dumps(result, indent=2))
+        runs = [run_parent(args, scene, Path(tmp), n) for n in batch_sizes]
+    for r in runs:
+        r["scene_write_seconds"] = round(write_s, 2)
+    if len(runs) == 1:
+        print(json.dumps(runs[0], indent=2))
+        return
+    first = runs[0]["predict_seconds"]
+    speedup = {str(r["tile_batch"]): round(first / r["predict_seconds"], 3) for r in runs}
+    print(json.dumps({"runs": runs, f"speedup_vs_tile_batch_{batch_sizes[0]}": speedup}, indent=2))
+
+
+def run_parent(args: argparse.Namespace, scene: Path, tmp: Path, tile_batch: int) -> dict:
+    """One child process segmenting ``scene`` with ``tile_batch`` windows per forward; its JSON result."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--scene",
+        str(scene),
+        "--out",
+        str(tmp / f"mask_{tile_batch}.tif"),
+        "--tile-size",
+        str(args.tile_size),
+        "--overlap",
+        str(args.overlap),
+        "--text",
+        args.text,
+        "--tile-batch",
+        str(tile_batch),
+    ]
+    for flag, value in (("--model", args.model), ("--device", args.device), ("--threads", args.threads)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    t0 = time.perf_counter()
+    child = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if child.returncode != 0:
+        sys.exit(f"benchmark child failed:\n{child.stderr}")
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result["child_wall_seconds"] = round(time.perf_counter() - t0, 2)
+    return result
 
 
 if __name__ == "__main__":
