@@ -6,6 +6,8 @@ Hugging Face Spaces entry point (``python app.py``). UI wiring only: what each e
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from rs2sam2 import app_logic as logic
@@ -52,8 +54,24 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
             )
             image_info = gr.Markdown()
     examples = logic.load_examples()
-    if examples:
-        gr.Examples(examples, inputs=[image_file, expression], cache_examples=False, elem_id="examples")
+    if examples:  # a table with a thumbnail of each image (gr.Examples would show gr.File's file names)
+        example_table = gr.Dataset(
+            components=[gr.Image(visible=False), gr.Textbox(visible=False)],
+            samples=examples,
+            headers=["Image", "Referring expression"],
+            type="index",
+            layout="table",
+            label="Examples (click one)",
+            elem_id="examples",
+        )
+        example_table.click(
+            functools.partial(logic.pick_example, examples),
+            inputs=example_table,
+            outputs=[image_file, expression],
+            api_name="pick_example",
+            api_visibility="private",
+            concurrency_limit=None,
+        )
 
     with gr.Row(equal_height=False):
         with gr.Column(elem_id="panel-prompt"):

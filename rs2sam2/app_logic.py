@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,21 +307,31 @@ def segment(
     bands_text: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     stage: int = DEFAULT_STAGE,
+    progress: Callable[..., Any] | None = None,
 ) -> SegmentResult:
-    """Run one request end to end (see the module docstring); ``threshold`` is a foreground probability."""
+    """Run one request end to end (see the module docstring); ``threshold`` is a foreground probability.
+
+    ``progress(fraction, desc=...)`` (a ``gr.Progress``) is told each step as it starts.
+    """
+    step = _progress_steps(progress)
     text = (expression or "").strip()
     if not text:
         raise gr.Error("Type a referring expression, e.g. 'the red car on the left'.")
     bands = parse_bands(bands_text)
+    step("reading the image")
     image = read_image(file)
     rgb = prepare_image(image, bands)
+    if model_id not in _predictors:
+        step("loading the model")
     predictor = get_predictor(model_id)
+    step("running the model")
     try:
         prediction = predictor.predict(
             rgb, text, threshold=probability_to_threshold(threshold), output_attentions=True
         )
     except ValueError as e:  # e.g. an expression the tokenizer cannot encode
         raise gr.Error(f"Could not segment this input: {e}") from e
+    step("drawing the panels")
     shown = vis.downscale_for_display(np.asarray(rgb))
     shown_mask = vis.downscale_for_display(prediction.mask)
     tokens = token_strings(predictor, text)
@@ -336,7 +346,7 @@ def segment(
         dense_prompt=vis.heatmap_overlay(shown, prediction.dense_prompt),
         features=features,
         attention=attention,
-        mask_overlay=vis.overlay_mask(shown, shown_mask),
+        mask_overlay=vis.highlight_mask(shown, shown_mask),
         summary="\n\n".join([summarize(result), *(f"⚠️ {note}" for note in notes)]),
         mask_png=png,
         result_json=js,
@@ -345,6 +355,23 @@ def segment(
         display_image=shown,
         prediction=prediction,
     )
+
+
+#: What a request does, in order, with the fraction of the work done when each step starts (the model's
+#: forward is most of it).
+PROGRESS_STEPS = {
+    "reading the image": 0.0,
+    "loading the model": 0.1,
+    "running the model": 0.2,
+    "drawing the panels": 0.9,
+}
+
+
+def _progress_steps(progress: Callable[..., Any] | None) -> Callable[[str], None]:
+    """``step(name)``: tell ``progress`` that step ``name`` of :data:`PROGRESS_STEPS` starts (or nothing)."""
+    if progress is None:
+        return lambda name: None
+    return lambda name: progress(PROGRESS_STEPS[name], desc=name)
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -484,6 +511,7 @@ def segment_event(
     bands_text: str | None,
     threshold: float,
     stage: int,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008  (Gradio passes its tracker through this default)
 ) -> tuple[Any, ...]:
     """The ``segment`` event: inputs and outputs in the order ``app.py`` wires them.
 
@@ -495,12 +523,13 @@ def segment_event(
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     stage = DEFAULT_STAGE if stage is None else stage
     try:
-        r = segment(file, expression, model_id, bands_text, threshold, stage)
-    except gr.Error:
+        r = segment(file, expression, model_id, bands_text, threshold, stage, progress=progress)
+    except gr.Error as e:
+        quiet_user_error(e)
         raise
     except Exception as e:  # the server keeps serving whatever a request does
-        logger.exception("segment request failed")
-        raise gr.Error(f"Segmentation failed: {type(e).__name__}: {e}") from e
+        logger.exception("segment request failed")  # a bug: its traceback is logged, once
+        raise gr.Error(f"Segmentation failed: {type(e).__name__}: {e}", print_exception=False) from e
     # Gradio keeps a session's state in memory until the session ends: keep only what re-drawing the stage
     # panels needs (no native-size logits and mask: 320 MB for an 8192² upload).
     slim = dataclasses.replace(r.prediction, mask=np.zeros((0, 0), bool), logits=np.zeros((0, 0), np.float32))
@@ -521,6 +550,14 @@ def segment_event(
         tokens,
         state,
     )
+
+
+def quiet_user_error(error: gr.Error) -> gr.Error:
+    """A problem the person can fix (an empty sentence, a bad band list, an unreadable image, an unknown
+    model): logged as one line, without the traceback Gradio would print for it; returns ``error``."""
+    logger.warning("request refused: %s", " ".join(str(error.message).split()))
+    error.print_exception = False
+    return error
 
 
 def stage_event(state: dict[str, Any] | None, stage: int, token_choice: str | None) -> tuple[Any, Any]:
@@ -551,6 +588,20 @@ def load_examples(path: str | Path | None = None) -> list[list[str]]:
         if image_path.is_file():
             examples.append([str(image_path), expression])
     return examples
+
+
+def pick_example(examples: Sequence[Sequence[str]], index: int | None) -> tuple[str, str]:
+    """The (image path, expression) of the example clicked in the examples table (``index``: its row).
+
+    The image is a copy in a fresh output folder: Gradio serves files from the temporary directory wherever
+    the app runs from, but files of the repository only when it is the working directory.
+    """
+    if index is None or not 0 <= int(index) < len(examples):
+        raise gr.Error(f"No example number {index}.", print_exception=False)
+    image, expression = examples[int(index)][:2]
+    copy = _output_folder() / Path(image).name
+    shutil.copyfile(image, copy)
+    return str(copy), expression
 
 
 def serve_locally(demo: gr.Blocks) -> str:

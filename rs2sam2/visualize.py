@@ -32,7 +32,9 @@ __all__ = [
     "decode_rle",
     "display_size",
     "downscale_for_display",
+    "contrasting_color",
     "heatmap_overlay",
+    "highlight_mask",
     "mask_area",
     "mask_bbox",
     "mask_contour",
@@ -50,6 +52,15 @@ __all__ = [
 RGB = tuple[int, int, int]
 
 DEFAULT_MASK_COLOR: RGB = (255, 48, 48)
+#: Fill colours :func:`highlight_mask` picks from: red, cyan, yellow, magenta, green, blue.
+MASK_PALETTE: tuple[RGB, ...] = (
+    (255, 48, 48),
+    (0, 230, 255),
+    (255, 230, 0),
+    (255, 0, 220),
+    (40, 255, 60),
+    (40, 90, 255),
+)
 #: Longest side of pictures shown in the app; larger images are shrunk for display only.
 DISPLAY_MAX_SIDE = 1024
 
@@ -139,6 +150,45 @@ def overlay_mask(
     if contour and contour_width > 0:
         out[mask_contour(mask, contour_width)] = contour_color if contour_color is not None else color
     return out
+
+
+def contrasting_color(pixels: np.ndarray, palette: Sequence[RGB] = MASK_PALETTE) -> RGB:
+    """The colour of ``palette`` farthest (Euclidean, in RGB) from the mean of (N, 3) ``pixels``; the first
+    one when there are no pixels."""
+    pixels = np.asarray(pixels, dtype=np.float32).reshape(-1, 3)
+    if len(pixels) == 0:
+        return tuple(palette[0])
+    distances = np.linalg.norm(np.asarray(palette, np.float32) - pixels.mean(0), axis=1)
+    return tuple(int(v) for v in palette[int(np.argmax(distances))])
+
+
+def highlight_mask(image: Any, mask: np.ndarray, alpha: float = 0.45, width: int | None = None) -> np.ndarray:
+    """A mask overlay that stays visible on any colour: the mask is tinted with the palette colour that
+    contrasts most with the object (:func:`contrasting_color`), and outlined twice, white on the inside of
+    its boundary and black on the outside (``width`` pixels each; default 1 up to 767 pixels a side, then
+    one more per 384), so the outline shows on dark and on bright surroundings alike. Returns (H, W, 3)
+    uint8."""
+    rgb = as_rgb_array(image)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask of shape {mask.shape} does not match the image's {rgb.shape[:2]}")
+    if width is None:
+        width = max(1, max(mask.shape) // 384)
+    color = contrasting_color(rgb[mask])
+    out = overlay_mask(rgb, mask, color=color, alpha=alpha, contour=False)
+    if width > 0:
+        out[_dilate(mask, width) & ~mask] = (0, 0, 0)
+        out[mask_contour(mask, width)] = (255, 255, 255)
+    return out
+
+
+def _dilate(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` pixels (4-neighbourhood) of a boolean (H, W) mask, the mask included."""
+    grown = np.asarray(mask, dtype=bool).copy()
+    for _ in range(width):
+        padded = np.pad(grown, 1, constant_values=False)
+        grown = grown | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return grown
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -312,6 +312,79 @@ def test_get_predictor_loads_a_saved_folder_once(predictor, tmp_path, monkeypatc
     assert calls == [("me/model", "sub")]
 
 
+@pytest.mark.parametrize(
+    ("file", "expression", "bands", "message"),
+    [
+        ("IMAGE", "", "", "Type a referring expression"),
+        ("IMAGE", "a ship", "red", "Bands must be whole numbers"),
+        ("TEXT", "a ship", "", "Could not read 'notes.png' as an image"),
+    ],
+)
+def test_user_errors_are_logged_as_one_line(predictor, example, tmp_path, caplog, file, expression, bands,
+                                            message):  # fmt: skip
+    """A problem the person can fix is one log line and no traceback (Gradio prints one unless the error's
+    ``print_exception`` is off)."""
+    if file == "TEXT":
+        file = tmp_path / "notes.png"
+        file.write_text("not an image\nat all")
+    else:
+        file = example[0]
+    with caplog.at_level("INFO", logger="rs2sam2.app"), pytest.raises(gr.Error, match=message) as error:
+        logic.segment_event(str(file), expression, logic.BUNDLED_MODEL_ID, "", bands, 0.5, 0)
+    assert error.value.print_exception is False
+    records = [r for r in caplog.records if r.name == "rs2sam2.app"]
+    assert len(records) == 1 and records[0].levelname == "WARNING" and records[0].exc_info is None
+    line = records[0].getMessage()
+    assert line.startswith("request refused: ") and message in line and "\n" not in line
+
+
+def test_a_bug_keeps_its_traceback(predictor, example, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(logic, "segment", broken)
+    with caplog.at_level("INFO", logger="rs2sam2.app"), pytest.raises(gr.Error, match="RuntimeError: a bug"):
+        logic.segment_event(*example, logic.BUNDLED_MODEL_ID, "", "", 0.5, 0)
+    records = [r for r in caplog.records if r.name == "rs2sam2.app"]
+    assert len(records) == 1 and records[0].levelname == "ERROR"
+    assert records[0].exc_info is not None and records[0].exc_info[0] is RuntimeError
+
+
+def test_progress_is_reported_step_by_step(predictor, example, monkeypatch):
+    calls = []
+    logic.segment(*example, logic.BUNDLED_MODEL_ID, progress=lambda f, desc: calls.append((f, desc)))
+    assert calls == [(0.0, "reading the image"), (0.2, "running the model"), (0.9, "drawing the panels")]
+    calls.clear()  # a model not in the cache yet: its loading is a step too
+    monkeypatch.setattr(logic, "_predictors", {})
+    monkeypatch.setattr(logic, "_load_predictor", lambda model_id: predictor)
+    logic.segment(*example, "me/model", progress=lambda f, desc: calls.append((f, desc)))
+    assert [d for _, d in calls] == ["reading the image", "loading the model", "running the model",
+                                     "drawing the panels"]  # fmt: skip
+    assert [f for f, _ in calls] == sorted(f for f, _ in calls)
+
+
+def test_examples_table_shows_thumbnails_and_fills_the_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(logic, "_output_root", tmp_path / "outputs")
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(img)
+    path, text = logic.pick_example([[str(img), "the thing"]], 0)
+    assert text == "the thing" and Path(path).parent.parent == tmp_path / "outputs"
+    assert Path(path).read_bytes() == img.read_bytes()  # a copy Gradio may serve wherever the app runs
+    with pytest.raises(gr.Error, match="No example number 1"):
+        logic.pick_example([[str(img), "the thing"]], 1)
+    if not logic.load_examples():
+        pytest.skip("no demo/examples.json entries")
+    from app import demo
+
+    config = demo.get_config_file()
+    table = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "examples")
+    assert table["type"] == "dataset" and table["props"]["headers"] == ["Image", "Referring expression"]
+    first_image, first_text = table["props"]["samples"][0]
+    assert first_text == logic.load_examples()[0][1]
+    assert first_image["url"].endswith(Path(logic.load_examples()[0][0]).name)  # an image, shown as one
+    assert [c["name"] for c in table["props"]["components"]] == ["image", "textbox"]  # thumbnails, then text
+
+
 # ------------------------------------------------------------------------------------ through the server
 def _segment_args(image: str, text: str, threshold: float = 0.5) -> tuple:
     from gradio_client import handle_file

@@ -10,10 +10,12 @@ from rs2sam2.predictor import Prediction
 from rs2sam2.visualize import (
     as_rgb_array,
     colorize,
+    contrasting_color,
     decode_rle,
     display_size,
     downscale_for_display,
     heatmap_overlay,
+    highlight_mask,
     mask_area,
     mask_bbox,
     mask_contour,
@@ -256,3 +258,33 @@ def test_plot_prediction_panels(stage):
     fig.canvas.draw()  # renders without pyplot
     no_att = plot_prediction(image, _prediction(with_attention=False), stage=0)
     assert len(no_att.axes) == 4
+
+
+def test_highlight_mask_contrasts_and_outlines():
+    m = np.zeros((12, 12), bool)
+    m[3:9, 3:9] = True
+    red = np.zeros((12, 12, 3), np.uint8)
+    red[:] = (200, 40, 41)  # a red object on red ground: a red fill would vanish
+    out = highlight_mask(red, m, alpha=0.5, width=1)
+    assert contrasting_color(red[m]) == (0, 230, 255)  # cyan is farthest from red
+    np.testing.assert_array_equal(out[5, 5], [100, 135, 148])  # inside: half red, half cyan
+    np.testing.assert_array_equal(out[3, 5], [255, 255, 255])  # the mask's own boundary: white
+    np.testing.assert_array_equal(out[2, 5], [0, 0, 0])  # just outside it: black
+    np.testing.assert_array_equal(out[0, 0], [200, 40, 41])  # elsewhere: the image
+    assert (out[~m] == 0).all(axis=-1).sum() == 6 * 4  # the black ring: 6 pixels on each side
+    assert (out[m] == 255).all(axis=-1).sum() == 6 * 6 - 4 * 4  # the white ring: the box minus its inside
+    white = np.full((12, 12, 3), 250, np.uint8)
+    assert contrasting_color(white[m]) == (255, 48, 48)
+    assert contrasting_color(np.zeros((0, 3))) == (255, 48, 48)  # nothing to contrast with: the first
+    with pytest.raises(ValueError, match="does not match"):
+        highlight_mask(red, np.zeros((3, 3), bool))
+
+
+@pytest.mark.parametrize(
+    "object_color",
+    [(200, 40, 40), (120, 0, 0), (40, 200, 60), (30, 60, 220), (250, 250, 250), (0, 0, 0), (128, 128, 128),
+     (240, 220, 20), (0, 220, 240)],
+)  # fmt: skip
+def test_the_fill_colour_stays_far_from_any_object_colour(object_color):
+    fill = np.asarray(contrasting_color(np.asarray([object_color])), float)
+    assert np.linalg.norm(fill - np.asarray(object_color, float)) > 150
