@@ -98,6 +98,7 @@ class TrainConfig:
         pseudo_mask_loss: weight of the loss on the mask prompt generator's pseudo-mask
             (:func:`rs2sam2.losses.pseudo_mask_loss`); 0 = off (official). Not in the paper: for training
             from random initialisation, where the generator learns nothing from the final loss alone.
+        pseudo_mask_kind: ``"bce_dice"`` or ``"bce_softmax"`` (:func:`rs2sam2.losses.pseudo_mask_loss`).
         teacher_forcing: probability, per training sample, that SAM2's dense prompt is the target on the
             pseudo-mask grid instead of the generator's pseudo-mask (so the decoder learns to follow a good
             prompt while the generator learns from its own loss); 0 = off (official).
@@ -138,6 +139,7 @@ class TrainConfig:
     loss: str = "official"
     class_weights: tuple[float, float] | None = None
     pseudo_mask_loss: float = 0.0
+    pseudo_mask_kind: str = "bce_dice"
     teacher_forcing: float = 0.0
     teacher_forcing_steps: int = 0
     occlusion: bool = False
@@ -165,6 +167,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.pseudo_mask_loss >= 0:
             raise ValueError(f"pseudo_mask_loss must be >= 0, got {self.pseudo_mask_loss!r}")
+        if self.pseudo_mask_kind not in ("bce_dice", "bce_softmax"):
+            raise ValueError(
+                f"pseudo_mask_kind must be 'bce_dice' or 'bce_softmax', got {self.pseudo_mask_kind!r}"
+            )
         if not 0 <= self.teacher_forcing <= 1:
             raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing!r}")
         if self.teacher_forcing_steps < 0:
@@ -238,7 +244,10 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 def loss_from_config(config: TrainConfig) -> RS2SAM2Loss:
     """The training objective of ``config``: its loss variant, with its CE class weights if it sets them,
     and its pseudo-mask loss weight."""
-    overrides: dict[str, Any] = {"pseudo_mask_weight": config.pseudo_mask_loss}
+    overrides: dict[str, Any] = {
+        "pseudo_mask_weight": config.pseudo_mask_loss,
+        "pseudo_mask_kind": config.pseudo_mask_kind,
+    }
     if config.class_weights is not None:
         overrides["class_weights"] = config.class_weights
     return build_loss(config.loss, **overrides)
@@ -1012,6 +1021,12 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
         "weights, where the prompt generator learns nothing from the final loss alone",
     )
     g.add_argument(
+        "--pseudo-mask-kind",
+        default=d.pseudo_mask_kind,
+        choices=("bce_dice", "bce_softmax"),
+        help="form of the pseudo-mask loss: BCE + Dice, or BCE + a softmax over the 14x14 cells",
+    )
+    g.add_argument(
         "--teacher-forcing",
         type=float,
         default=d.teacher_forcing,
@@ -1067,6 +1082,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         loss=args.loss,
         class_weights=tuple(args.class_weights) if args.class_weights else None,
         pseudo_mask_loss=args.pseudo_mask_loss,
+        pseudo_mask_kind=args.pseudo_mask_kind,
         teacher_forcing=args.teacher_forcing,
         teacher_forcing_steps=args.teacher_forcing_steps,
         occlusion=args.occlusion,

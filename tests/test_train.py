@@ -359,7 +359,8 @@ def test_pseudo_mask_options_config_and_cli(tmp_path):
     constant = TrainConfig(output_dir=str(tmp_path), teacher_forcing=0.3)
     assert teacher_forcing_probability(constant, 10**6) == 0.3
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1}]:
+    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1},
+                {"pseudo_mask_kind": "focal"}]:  # fmt: skip
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(output_dir=str(tmp_path), **bad)
     base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
