@@ -299,8 +299,10 @@ def set_gradient_checkpointing(model: RS2SAM2, enabled: bool = True) -> None:
     model.image_encoder.gradient_checkpointing = enabled
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU, CUDA) generator states, as plain values and tensors."""
+def capture_rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Python, numpy and torch generator states, as plain values and tensors: the CPU's, and the CUDA
+    generator of ``device`` when it is a CUDA device (only that GPU's: asking every visible GPU would
+    create a CUDA context on each, in every ``torchrun`` process)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -313,13 +315,16 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`; the CUDA state goes to ``device`` (when a CUDA device).
+
+    Checkpoints written before held one CUDA state per visible GPU: ``device``'s index picks one (the
+    last if it has fewer), so resuming on a machine with fewer GPUs works."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
@@ -327,8 +332,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device is not None and torch.device(device).type == "cuda":
+        if isinstance(cuda, (list, tuple)):  # the older format, one state per GPU
+            index = torch.device(device).index
+            cuda = cuda[min(torch.cuda.current_device() if index is None else index, len(cuda) - 1)]
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -667,7 +676,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": capture_rng_state(),
+            "rng": capture_rng_state(self.device),
             "epoch": self.epoch,
             "step": self.step,
             "epoch_batches": self.epoch_batches,
@@ -696,7 +705,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"], strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng_state(ckpt["rng"])
+        restore_rng_state(ckpt["rng"], self.device)
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])
         self.epoch_batches = int(ckpt["epoch_batches"])
