@@ -25,7 +25,7 @@ from rs2sam2.predictor import DEFAULT_MODEL, RS2SAM2Predictor
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_WHEEL_BYTES = 25_000_000
-# What a fresh clone may hold besides the sources; never copied into the build.
+# Build outputs and caches, not copied into the build (outside a git checkout).
 NOT_SOURCES = (".git", "build", "dist", "*.egg-info", "__pycache__", "test-artifacts", "outputs", "runs")
 NOT_SOURCES += (".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
 
@@ -93,13 +93,33 @@ def test_the_repository_holds_what_the_wheel_packages():
 
 
 # ------------------------------------------------------------------------------------------------ wheel
+def copy_sources(repo: Path, target: Path) -> None:
+    """Copy what git would commit (tracked and untracked files, not the ignored ones: no data or runs a
+    developer keeps in the checkout); outside a git checkout, everything but build outputs and caches."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        shutil.copytree(repo, target, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+        return
+    for name in filter(None, listed.decode().split("\0")):
+        if (repo / name).is_file():  # a deleted but still tracked file is skipped
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, target / name)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The wheel built from a copy of the repository (the work tree gets no build/ or egg-info), installed
     with ``pip install --target`` into a folder of its own (dependencies: this environment's)."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    copy_sources(REPO, source)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), "."],
