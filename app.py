@@ -28,7 +28,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 height=120,
                 elem_id="image-file",
             )
-            bands = gr.Textbox(label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)")
+            bands = gr.Textbox(
+                value="", label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)"
+            )
             expression = gr.Textbox(
                 label="Referring expression", placeholder="the large white building", elem_id="expression"
             )
@@ -36,7 +38,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 model_choice = gr.Dropdown(
                     list(logic.MODEL_CHOICES), value=logic.BUNDLED_MODEL_ID, label="Model"
                 )
-                custom_model = gr.Textbox(label="Other model (Hub id or local folder; owner/name/subfolder)")
+                custom_model = gr.Textbox(
+                    value="", label="Other model (Hub id or local folder; owner/name/subfolder)"
+                )
             threshold = gr.Slider(
                 0.05,
                 0.95,

@@ -29,13 +29,12 @@ import numpy as np
 from PIL import Image
 
 from . import visualize as vis
-from .predictor import DEFAULT_MODEL, Prediction, RS2SAM2Predictor
+from .bundled import bundled_root, default_model_dir, examples_file
+from .predictor import Prediction, RS2SAM2Predictor
 from .processing import load_image, to_rgb
 
 logger = logging.getLogger("rs2sam2.app")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_FILE = REPO_ROOT / "demo" / "examples.json"
 #: Dropdown entry (and cache key) of the model bundled in ``demo/``.
 BUNDLED_MODEL_ID = "rs2sam2-tiny-synthetic (bundled)"
 #: The official release (RRSIS-D and RefSegRS checkpoints), converted on the fly (``owner/name/subfolder``).
@@ -122,11 +121,16 @@ def get_predictor(model_id: str = BUNDLED_MODEL_ID) -> RS2SAM2Predictor:
 
 def _load_predictor(model_id: str) -> RS2SAM2Predictor:
     source, subfolder = split_model_id(model_id)
-    if source is None and not DEFAULT_MODEL.is_dir():
-        raise gr.Error(
-            f"The bundled model is not installed (demo/{DEFAULT_MODEL.name} is missing). "
-            "Type a local model folder or a Hugging Face Hub id in 'Other model'."
-        )
+    if source is None:
+        try:
+            source = default_model_dir()
+        except FileNotFoundError as e:  # RS2SAM2_DEFAULT_MODEL names no folder
+            raise gr.Error(str(e)) from e
+        if not source.is_dir():
+            raise gr.Error(
+                f"The bundled model is not installed ({source} is missing). "
+                "Type a local model folder or a Hugging Face Hub id in 'Other model'."
+            )
     try:
         return RS2SAM2Predictor.from_pretrained(source, subfolder=subfolder)
     except FileNotFoundError as e:
@@ -533,9 +537,11 @@ def stage_event(state: dict[str, Any] | None, stage: int, token_choice: str | No
 
 
 def load_examples(path: str | Path | None = None) -> list[list[str]]:
-    """``[[image path, expression], …]`` from ``demo/examples.json`` (default; image paths relative to the
-    repo root); entries whose image is missing are skipped, and a missing or malformed file gives none."""
-    path = Path(EXAMPLES_FILE if path is None else path)
+    """``[[image path, expression], …]`` from ``demo/examples.json`` (default: :func:`~rs2sam2.bundled.
+    examples_file`; relative image paths are relative to the folder holding ``demo/``); entries whose image
+    is missing are skipped, and a missing or malformed file gives none."""
+    root = bundled_root()
+    path = Path(examples_file() if path is None else path)
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -547,7 +553,7 @@ def load_examples(path: str | Path | None = None) -> list[list[str]]:
         image, expression = entry.get("image"), entry.get("expression")
         if not isinstance(image, str) or not isinstance(expression, str):
             continue
-        image_path = Path(image) if os.path.isabs(image) else REPO_ROOT / image
+        image_path = Path(image) if os.path.isabs(image) else root / image
         if image_path.is_file():
             examples.append([str(image_path), expression])
     return examples

@@ -11,12 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bundled import MODEL_NAME, bundled_root, default_model_dir
 from .memory import FilePages, release_cpu_memory
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 
-# The model bundled with the package's repository (trained on synthetic scenes; see demo/README.md).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
+DEFAULT_MODEL: Path = bundled_root() / "demo" / MODEL_NAME
+"""The bundled model's folder (trained on synthetic scenes): the wheel's copy, else the repository's
+``demo/``. ``from_pretrained()`` without a model loads :func:`rs2sam2.bundled.default_model_dir`, which
+``RS2SAM2_DEFAULT_MODEL`` overrides."""
 QUANTIZATIONS = ("int8",)
 """Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
 
@@ -155,13 +158,14 @@ class RS2SAM2Predictor:
         compile: bool = False,
         **kwargs,
     ) -> RS2SAM2Predictor:
-        """Load a model folder or Hub repo (ours or the official release); default: the bundled model.
+        """Load a model folder or Hub repo (ours or the official release); default: the folder named by
+        ``RS2SAM2_DEFAULT_MODEL``, else the bundled model (:mod:`rs2sam2.bundled`).
 
         ``quantize="int8"``, ``compile``: see the class docstring. Other keyword arguments go to
         :meth:`RS2SAM2.from_pretrained`.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
-        source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
+        source = default_model_dir() if path_or_repo is None else path_or_repo
         # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
