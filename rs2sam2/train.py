@@ -383,6 +383,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    from .checkpoint_scan import check_declared_sizes
+
+    check_declared_sizes(path)  # DeclaredSizeError (a ValueError) before torch.load allocates
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip/pickle errors come in many types; all mean "not loadable"
