@@ -30,7 +30,8 @@ from PIL import Image
 
 from . import visualize as vis
 from .app_policy import REFUSED_MESSAGE, DeploymentPolicy, ModelRefused, policy_from_env, scrub_paths
-from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels
+from .pixel_budget import ENV_VAR as PIXELS_ENV
+from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels, resolve_max_pixels
 from .predictor import DEFAULT_MODEL, Prediction, RS2SAM2Predictor
 from .processing import load_image, to_rgb
 
@@ -53,9 +54,12 @@ DEFAULT_STAGE = 0  # Hiera stage shown first (0-based): the finest one
 MEAN_TOKEN = "mean over tokens"
 TIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_MAX_AGE_S = 3600.0
-# Masks and logits are made at native size: bound the pixels one request may hold in memory. None: the
-# package's pixel budget (rs2sam2.pixel_budget: $RS2SAM2_MAX_PIXELS, else 8192²), checked from the header.
+# Masks and logits are made at native size: bound the pixels one request may hold in memory (the
+# package's pixel budget, rs2sam2.pixel_budget, checked from the header). None: $RS2SAM2_MAX_PIXELS, else
+# APP_MAX_PIXELS: an accepted 8192² upload took the app process to 1.9 GB (benchmarks/app_bombs.py), 6144²
+# stays under 1.5 GB.
 MAX_PIXELS: int | None = None
+APP_MAX_PIXELS = 6144 * 6144
 # Loaded models kept in memory (each custom model id loads one): the oldest non-bundled one goes first.
 MAX_CACHED_MODELS = 3
 # Sessions whose state (display image, fused features, attentions: a few MB each) Gradio keeps in memory;
@@ -91,6 +95,14 @@ def reset_deployment() -> None:
 
 def deployment_policy() -> DeploymentPolicy:
     return _policy if _policy is not None else policy_from_env()
+
+
+def app_max_pixels() -> int:
+    """The pixel budget of one upload: :data:`MAX_PIXELS`, else ``$RS2SAM2_MAX_PIXELS``, else
+    :data:`APP_MAX_PIXELS`."""
+    if MAX_PIXELS is not None:
+        return MAX_PIXELS
+    return resolve_max_pixels() if os.environ.get(PIXELS_ENV, "").strip() else APP_MAX_PIXELS
 
 
 def check_model_allowed(model_id: str) -> None:
@@ -216,7 +228,7 @@ def read_image(path: str | Path | None) -> Image.Image | np.ndarray:
         _check_budget(path)
         if path.suffix.lower() in TIFF_SUFFIXES:
             return _read_tiff(path)
-        return load_image(path, MAX_PIXELS)
+        return load_image(path, app_max_pixels())
     except gr.Error:
         raise
     except (ImageTooLargeError, Image.DecompressionBombError) as e:
@@ -233,7 +245,7 @@ def _check_budget(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        check_image_file(path, MAX_PIXELS)
+        check_image_file(path, app_max_pixels())
     except ImageTooLargeError:
         raise
     except (OSError, ValueError, SyntaxError):
@@ -256,7 +268,7 @@ def _read_tiff(path: Path) -> Image.Image | np.ndarray:
             if "Y" not in axes or "X" not in axes:
                 raise ValueError(f"no image plane in this TIFF (axes {axes})")
             h, w = shape[axes.index("Y")], shape[axes.index("X")]
-            check_pixels(w, h, max_pixels=MAX_PIXELS)
+            check_pixels(w, h, max_pixels=app_max_pixels())
             array = series.asarray()
     except ValueError:  # ImageTooLargeError included
         raise
@@ -291,7 +303,7 @@ def prepare_image(image: Image.Image | np.ndarray, bands: Sequence[int] | None) 
             f"(1-based, e.g. 3,2,1)."
         )
     try:
-        return to_rgb(image, bands=bands, max_pixels=MAX_PIXELS)
+        return to_rgb(image, bands=bands, max_pixels=app_max_pixels())
     except ValueError as e:
         raise public_error(f"Unsupported image: {e}") from e
 
