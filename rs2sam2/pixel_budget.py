@@ -18,6 +18,7 @@ windows and is bounded per window instead (see :func:`rs2sam2.geo.predict_raster
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ BYTES_PER_BUDGET_PIXEL = 4
 # itself work an attacker could ask for).
 MAX_TIFF_PAGES = 4096
 TIFF_SUFFIXES = (".tif", ".tiff")
+_PIL_LIMIT_LOCK = threading.Lock()
 
 # Bytes per pixel of PIL modes (bands × sample width) for the decoded-size estimate.
 _PIL_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "RGBA": 4, "RGBa": 4}
@@ -123,8 +125,9 @@ def _pil_header(path: Path) -> ImageHeader:
 
     from PIL import Image
 
-    with warnings.catch_warnings():
-        # PIL warns (or refuses) by its own limit; ours is decided below.
+    # PIL warns (or refuses) by its own limit, a global; ours is decided from the size read here. The lock
+    # keeps concurrent requests from restoring each other's changed value.
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:

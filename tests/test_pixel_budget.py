@@ -84,6 +84,15 @@ def test_pil_reads_every_tiff_page_without_tifffile(bombs, monkeypatch):
     assert pb.read_header(bombs["pages.tif"]) == pb.ImageHeader(8000, 8000, 64, 64 * 8000 * 8000)
 
 
+def test_pil_limit_is_restored_under_concurrent_header_reads(bombs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(8) as pool:
+        headers = list(pool.map(pb.read_header, [bombs["palette.png"], bombs["header.jpg"]] * 20))
+    assert {h.width for h in headers} == {13000, 60000} and Image.MAX_IMAGE_PIXELS == before
+
+
 def test_too_many_tiff_pages_are_refused_without_walking_them_all(tmp_path, monkeypatch):
     monkeypatch.setattr(pb, "MAX_TIFF_PAGES", 5)
     path = multipage_tiff_bomb(tmp_path / "many.tif", pages=6, width=8, height=8)
