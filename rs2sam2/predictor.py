@@ -123,6 +123,8 @@ class RS2SAM2Predictor:
     slightly from the float32 ones. ``compile=True`` runs the model through ``torch.compile`` (Inductor;
     needs a C++ compiler on the CPU): the first call of each new input shape compiles (about 100 s for
     the bundled model on 2 CPU cores), later calls are faster (see ``benchmarks/forward.py --compile``).
+    ``max_pixels``: the pixel budget of every input image, checked before decoding a file
+    (:mod:`rs2sam2.pixel_budget`; ``None`` keeps the processor's: ``$RS2SAM2_MAX_PIXELS`` or 8192²).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class RS2SAM2Predictor:
         *,
         quantize: str | None = None,
         compile: bool = False,
+        max_pixels: int | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else model.device
         self.dtype = dtype or model.dtype
@@ -143,6 +146,8 @@ class RS2SAM2Predictor:
             quantize_int8(self.model)
         self.quantize = quantize
         self.processor = processor
+        if max_pixels is not None:
+            processor.max_pixels = max_pixels
         self.compiled = bool(compile)
         self._run = torch.compile(self.model) if compile else self.model
 
@@ -156,20 +161,29 @@ class RS2SAM2Predictor:
         dtype: torch.dtype | None = None,
         quantize: str | None = None,
         compile: bool = False,
+        max_pixels: int | None = None,
         **kwargs,
     ) -> RS2SAM2Predictor:
         """Load a model folder or Hub repo (ours or the official release); default: the folder named by
         ``RS2SAM2_DEFAULT_MODEL``, else the bundled model (:mod:`rs2sam2.bundled`).
 
-        ``quantize="int8"``, ``compile``: see the class docstring. Other keyword arguments go to
-        :meth:`RS2SAM2.from_pretrained`.
+        ``quantize="int8"``, ``compile``, ``max_pixels``: see the class docstring. Other keyword arguments
+        go to :meth:`RS2SAM2.from_pretrained`.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
         source = default_model_dir() if path_or_repo is None else path_or_repo
         # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
-        return cls(model, processor, device=device, dtype=dtype, quantize=quantize, compile=compile)
+        return cls(
+            model,
+            processor,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+            compile=compile,
+            max_pixels=max_pixels,
+        )
 
     @torch.inference_mode()
     def forward(
@@ -215,8 +229,8 @@ class RS2SAM2Predictor:
         for i, text in enumerate(texts):
             x = logits[i]
             mask = x > thr
-            prob = torch.sigmoid(2.0 * x - 1.0)  # p_fg of softmax([1 − x, x])
-            score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
+            # p_fg of softmax([1 − x, x]), over the mask only (no native-size temporaries)
+            score = float(torch.sigmoid(2.0 * x[mask] - 1.0).mean()) if bool(mask.any()) else 0.0
             attn = None
             if out.fusion_attentions is not None:
                 attn = [a[i].float().cpu().numpy() for a in out.fusion_attentions]

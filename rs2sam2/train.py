@@ -363,12 +363,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the half-written temporary files of :func:`atomic_torch_save` calls whose process died
-    (killed mid-write), so that repeated kills do not fill the disk with checkpoint-sized files."""
+    """Delete the half-written temporaries (``.<name>.<pid>.tmp``: files of :func:`atomic_torch_save`,
+    folders of :func:`save_model_folder`) of writers whose process died (killed mid-write), so that
+    repeated kills do not fill the disk with checkpoint-sized files."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -401,6 +405,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    from .checkpoint_scan import check_declared_sizes
+
+    check_declared_sizes(path)  # DeclaredSizeError (a ValueError) before torch.load allocates
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip/pickle errors come in many types; all mean "not loadable"
@@ -426,6 +433,7 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)  # left over by a killed run
@@ -714,13 +722,21 @@ class Trainer:
         self.best = ckpt["best"]
 
     def resume(self, path: str | Path | None = None) -> None:
-        """Continue from a checkpoint (default ``OUT/checkpoint.pt``); later metrics records are dropped."""
+        """Continue from a checkpoint (default ``OUT/checkpoint.pt``); later metrics records are dropped.
+
+        Later means a later step, or the end of an epoch the checkpoint had not finished: a checkpoint
+        written at an epoch's last step (``save_every_steps``) precedes that epoch's ``epoch`` and ``val``
+        records, which share its step and are written again after the resume."""
         self.load_state_dict(load_checkpoint(path or self.checkpoint_path))
         if self.is_main and self.metrics_path.exists():
             kept = []
             for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and json.loads(line).get("step", 0) <= self.step:
-                    kept.append(line)
+                record = json.loads(line) if line.strip() else None
+                if record is None or record.get("step", 0) > self.step:
+                    continue
+                if record.get("event") in ("epoch", "val") and record.get("epoch", 0) > self.epoch:
+                    continue  # "epoch" k+1 / "val" after it are logged once epoch index k has ended
+                kept.append(line)
             self.metrics_path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
 
     # --------------------------------------------------------------------------------- training

@@ -28,6 +28,7 @@ from rs2sam2.train import (
     TrainingSet,
     load_checkpoint,
     loss_from_config,
+    save_model_folder,
     seed_everything,
     set_gradient_checkpointing,
     teacher_forcing_probability,
@@ -160,6 +161,44 @@ def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch, ext
     assert json.loads((tmp_path / "ref" / "best.json").read_text()) == json.loads(
         (tmp_path / "run" / "best.json").read_text()
     )
+
+
+def test_resume_from_a_checkpoint_at_an_epochs_last_step_writes_each_record_once(ws, tmp_path, monkeypatch):
+    """save_every_steps=4 with 4 steps an epoch: the step-4 checkpoint is written before epoch 1's
+    "epoch" record (same step); the run dies while saving the best model, after that record. The resumed
+    run ends the epoch again; metrics.jsonl must hold that epoch's records once, as an uninterrupted run."""
+    kw = dict(epochs=2, save_every_steps=4, log_every=2)
+    _trainer(ws, tmp_path / "ref", **kw).train()
+
+    def die(self: Trainer):
+        raise _Killed
+
+    monkeypatch.setattr(Trainer, "_save_best", die)
+    with pytest.raises(_Killed):
+        _trainer(ws, tmp_path / "run", **kw).train()
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["epoch_batches"]) == (0, 4, 4)
+    assert [r["event"] for r in _records(tmp_path / "run" / "metrics.jsonl")][-1] == "epoch"
+    _trainer(ws, tmp_path / "run", seed=9, **kw).train(resume=tmp_path / "run" / "checkpoint.pt")
+    ref, run = _records(tmp_path / "ref" / "metrics.jsonl"), _records(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["event"], r["step"]) for r in run] == [(r["event"], r["step"]) for r in ref]
+    assert [r["event"] for r in run].count("epoch") == 2 and len(run) == len(ref)
+
+
+def test_stale_best_folder_temporaries_of_dead_writers_are_removed(ws, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now
+    stale = tmp_path / f".best.{dead.pid}.tmp"
+    live = tmp_path / f".best.{os.getppid()}.tmp"  # another writer still at work
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    model, processor = _build(ws)
+    save_model_folder(model, processor, tmp_path / "best")
+    assert not stale.exists() and (live / "model.safetensors").read_bytes() == b"half"
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["best", live.name])
 
 
 def test_cli_resume_continues_a_max_steps_run(ws, tmp_path):
