@@ -30,7 +30,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 height=120,
                 elem_id="image-file",
             )
-            bands = gr.Textbox(label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)")
+            bands = gr.Textbox(
+                value="", label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)"
+            )
             expression = gr.Textbox(
                 label="Referring expression", placeholder="the large white building", elem_id="expression"
             )
@@ -38,7 +40,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 model_choice = gr.Dropdown(
                     list(logic.MODEL_CHOICES), value=logic.BUNDLED_MODEL_ID, label="Model"
                 )
-                custom_model = gr.Textbox(label="Other model (Hub id or local folder; owner/name/subfolder)")
+                custom_model = gr.Textbox(
+                    value="", label="Other model (Hub id or local folder; owner/name/subfolder)"
+                )
             threshold = gr.Slider(
                 0.05,
                 0.95,
@@ -113,6 +117,7 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
             state,
         ],
         api_name="segment",
+        concurrency_limit=logic.CONCURRENCY_LIMIT,
     )
     gr.on(
         [image_file.change, bands.submit],
@@ -120,7 +125,7 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
         inputs=[image_file, bands],
         outputs=[preview, image_info],
         api_name="preview",
-        concurrency_limit=None,
+        concurrency_limit=logic.PREVIEW_CONCURRENCY_LIMIT,
     )
     gr.on(
         [stage.change, token.change],
@@ -134,4 +139,18 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
 demo.queue(default_concurrency_limit=logic.CONCURRENCY_LIMIT, max_size=logic.QUEUE_MAX_SIZE)
 
 if __name__ == "__main__":
-    demo.launch(**logic.LAUNCH_OPTIONS)
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Serve the RS2-SAM2 demo (see docs/security.md).")
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "public", "local"),
+        default=os.environ.get("RS2SAM2_APP_MODE") or "auto",
+        help="public: only the listed models; local: any folder or Hub id; auto (default): public on "
+        "Spaces or off loopback",
+    )
+    parser.add_argument("--server-name", default=os.environ.get("GRADIO_SERVER_NAME"), help="address")
+    options = parser.parse_args()
+    logic.configure_deployment(options.server_name, options.mode)
+    demo.launch(server_name=options.server_name, **logic.LAUNCH_OPTIONS)

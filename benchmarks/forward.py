@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 SHORT = {"bfloat16": "bf16", "float16": "fp16"}
@@ -56,6 +57,70 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def model_inputs(config, batch: int, text_len: int, device: str, dtype=None, seed: int = 0) -> dict:
+    """Random model inputs for ``batch`` images + sentences of ``text_len`` tokens (``<s>`` … ``</s>``),
+    drawn on the CPU from ``seed`` (the same values on every device), then moved to ``device`` (pixels
+    cast to ``dtype`` when given)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    s, u = config.image_size, config.union_encoder.img_size
+    ids = torch.randint(4, 1000, (batch, text_len), generator=g)
+    ids[:, 0], ids[:, -1] = 0, 2
+    return {
+        "sam_pixels": torch.randn(batch, 3, s, s, generator=g).to(device=device, dtype=dtype),
+        "union_pixels": torch.randn(batch, 3, u, u, generator=g).to(device=device, dtype=dtype),
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones(batch, text_len, dtype=torch.bool, device=device),
+    }
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued kernels (CUDA), so that a wall-clock time covers them."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(run, inputs: dict, warmup: int, runs: int, autocast: str | None = None):
+    """``warmup`` + ``runs`` forwards of ``run`` (the model, or its compiled form) under inference mode.
+
+    ``autocast``: run fp32 weights with matmuls in this dtype (``"bfloat16"``, as training does on CUDA);
+    None: the weights' own dtype. Returns ``(times of the timed runs in s, time of the first call in s)``
+    (the first call includes the compilation of a compiled model).
+    """
+    import torch
+
+    from rs2sam2.predictor import release_cpu_memory
+
+    device = inputs["sam_pixels"].device
+    amp = torch.autocast(device.type, dtype=getattr(torch, autocast)) if autocast else nullcontext()
+    times, first_call_s = [], None
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            synchronize(device)
+            t = time.perf_counter()
+            with amp:
+                out = run(**inputs)
+            synchronize(device)
+            if i == 0:
+                first_call_s = time.perf_counter() - t
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+            assert torch.isfinite(out.logits.float()).all()
+            del out  # a serving process keeps the mask, not the whole output (fused features: 70 MB)
+            if device.type == "cpu":
+                release_cpu_memory()  # as RS2SAM2Predictor does after every CPU forward
+    return times, first_call_s
+
+
+def p95(times: list[float]) -> float:
+    """The 95th percentile (nearest rank) of ``times``."""
+    times = sorted(times)
+    return times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
 
 
 def run_one(
@@ -98,46 +163,12 @@ def run_one(
     loaded_rss = _status_mb("VmRSS")
     build_peak = _peak_rss_mb()
     reset = _reset_peak_rss()
-    s, u = cfg.image_size, cfg.union_encoder.img_size
-    ids = torch.randint(4, 1000, (1, text_len))
-    ids[0, 0], ids[0, -1] = 0, 2
-    inputs = {
-        "sam_pixels": torch.randn(1, 3, s, s, device=device, dtype=torch_dtype),
-        "union_pixels": torch.randn(1, 3, u, u, device=device, dtype=torch_dtype),
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones(1, text_len, dtype=torch.bool, device=device),
-    }
+    inputs = model_inputs(cfg, 1, text_len, device, torch_dtype)
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     run = torch.compile(model) if compile else model
-    # fp32 weights, matmuls in ``autocast`` (as training does on CUDA); None: the weights' own dtype
-    amp = (
-        torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, autocast))
-        if autocast
-        else None
-    )
-    times = []
-    first_call_s = None
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            if amp is None:
-                out = run(**inputs)
-            else:
-                with amp:
-                    out = run(**inputs)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i == 0:
-                first_call_s = time.perf_counter() - t  # includes the compilation with --compile
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-            assert torch.isfinite(out.logits.float()).all()
-            del out  # a serving process keeps the mask, not the whole output (fused features: 70 MB)
-            if device == "cpu":
-                release_cpu_memory()  # as RS2SAM2Predictor does after every CPU forward
-    times.sort()
-    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    times, first_call_s = time_forward(run, inputs, warmup, runs, autocast)
     return {
         "preset": preset,
         "weights": "in memory (random)" if weights is None else "loaded from a model folder",
@@ -148,12 +179,12 @@ def run_one(
         "chunk_tokens": model.image_encoder.inference_chunk_tokens,
         "device": device,
         "threads": torch.get_num_threads(),
-        "image_size": s,
+        "image_size": cfg.image_size,
         "text_tokens": text_len,
         "runs": runs,
         "median_s": round(statistics.median(times), 4),
-        "p95_s": round(p95, 4),
-        "min_s": round(times[0], 4),
+        "p95_s": round(p95(times), 4),
+        "min_s": round(min(times), 4),
         "build_s": round(build_s, 2),
         "first_call_s": round(first_call_s, 2),
         "loaded_rss_mb": round(loaded_rss, 1),
@@ -163,6 +194,7 @@ def run_one(
         "inference_peak_rss_mb": round(_status_mb("VmHWM"), 1) if reset else None,
         # what a serving process holds between requests (a loaded checkpoint is resident once read)
         "after_runs_rss_mb": round(_status_mb("VmRSS"), 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
         "parameters": parameters,
     }
 

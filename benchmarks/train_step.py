@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -27,6 +28,10 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+from forward import model_inputs, synchronize  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -38,6 +43,48 @@ def _rss_mb() -> float:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def disc_target(size: int, batch: int, device):
+    """A (batch, size, size) {0, 1} int64 target: one disc of radius size/5 left of the centre."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - size / 2) ** 2 + (xx - size / 3) ** 2) < (size / 5) ** 2).long()
+    return disc.expand(batch, size, size).contiguous().to(device)
+
+
+def time_steps(model, optimizer, loss_fn, inputs: dict, target, autocast_dtype, warmup: int, steps: int):
+    """``warmup`` + ``steps`` training steps: forward (under ``autocast_dtype`` autocast unless None), the
+    loss on the fp32 logits, backward, optimiser step. Returns ``(step times in s, (forward, backward,
+    optimiser) times per step, the last loss)`` of the timed steps; raises on a non-finite loss."""
+    import torch
+
+    device = target.device
+    times, phases = [], []
+    for i in range(warmup + steps):
+        synchronize(device)
+        t = time.perf_counter()
+        with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext():
+            out = model(**inputs)
+        loss = loss_fn(out.logits.float(), target, out.text_weight.float()).total
+        synchronize(device)
+        t_fwd = time.perf_counter()
+        loss.backward()
+        synchronize(device)
+        t_bwd = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        t_end = time.perf_counter()
+        if i >= warmup:
+            times.append(t_end - t)
+            phases.append((t_fwd - t, t_bwd - t_fwd, t_end - t_bwd))
+        del out
+    final = float(loss.detach())
+    if not math.isfinite(final):
+        raise FloatingPointError(f"non-finite training loss {final}")
+    return times, phases, final
 
 
 def run_one(
@@ -59,47 +106,14 @@ def run_one(
     optimizer = torch.optim.AdamW(model.parameter_groups(5e-5, 1e-4), weight_decay=0.01)
     loss_fn = build_loss("official")
     autocast_dtype = PRECISIONS[precision]
-    if autocast_dtype is not None and device == "cpu":
+    cuda = torch.device(device).type == "cuda"  # also "cuda:1"
+    if autocast_dtype is not None and not cuda:
         raise SystemExit("bf16 autocast is benchmarked on CUDA only (as the trainer allows)")
-    s, u = cfg.image_size, cfg.union_encoder.img_size
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(4, 1000, (1, text_len), generator=g)
-    ids[0, 0], ids[0, -1] = 0, 2
-    inputs = {
-        "sam_pixels": torch.randn(1, 3, s, s, generator=g).to(device),
-        "union_pixels": torch.randn(1, 3, u, u, generator=g).to(device),
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones(1, text_len, dtype=torch.bool, device=device),
-    }
-    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
-    target = (((yy - s / 2) ** 2 + (xx - s / 3) ** 2) < (s / 5) ** 2).long()[None].to(device)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    times, phases = [], []
-    for i in range(warmup + steps):
-        sync()
-        t = time.perf_counter()
-        with torch.autocast(device, dtype=autocast_dtype) if autocast_dtype else nullcontext():
-            out = model(**inputs)
-        loss = loss_fn(out.logits.float(), target, out.text_weight.float()).total
-        sync()
-        t_fwd = time.perf_counter()
-        loss.backward()
-        sync()
-        t_bwd = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        t_end = time.perf_counter()
-        if i >= warmup:
-            times.append(t_end - t)
-            phases.append((t_fwd - t, t_bwd - t_fwd, t_end - t_bwd))
-    assert torch.isfinite(loss.detach()), "non-finite loss"
+    inputs = model_inputs(cfg, 1, text_len, device)
+    target = disc_target(cfg.image_size, 1, device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times, phases, loss = time_steps(model, optimizer, loss_fn, inputs, target, autocast_dtype, warmup, steps)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = {
         "preset": preset,
@@ -107,7 +121,7 @@ def run_one(
         "precision": precision,
         "gradient_checkpointing": checkpointing,
         "threads": torch.get_num_threads(),
-        "image_size": s,
+        "image_size": cfg.image_size,
         "text_tokens": text_len,
         "steps": steps,
         "warmup": warmup,
@@ -121,10 +135,10 @@ def run_one(
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": trainable,
-        "final_loss": round(float(loss), 5),
+        "final_loss": round(loss, 5),
     }
-    if device == "cuda":
-        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if cuda:
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return result
 
 

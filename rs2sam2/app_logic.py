@@ -29,13 +29,15 @@ import numpy as np
 from PIL import Image
 
 from . import visualize as vis
-from .predictor import DEFAULT_MODEL, Prediction, RS2SAM2Predictor
+from .app_policy import REFUSED_MESSAGE, DeploymentPolicy, ModelRefused, policy_from_env, scrub_paths
+from .bundled import bundled_root, default_model_dir, examples_file
+from .pixel_budget import ENV_VAR as PIXELS_ENV
+from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels, resolve_max_pixels
+from .predictor import Prediction, RS2SAM2Predictor
 from .processing import load_image, to_rgb
 
 logger = logging.getLogger("rs2sam2.app")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_FILE = REPO_ROOT / "demo" / "examples.json"
 #: Dropdown entry (and cache key) of the model bundled in ``demo/``.
 BUNDLED_MODEL_ID = "rs2sam2-tiny-synthetic (bundled)"
 #: The official release (RRSIS-D and RefSegRS checkpoints), converted on the fly (``owner/name/subfolder``).
@@ -44,14 +46,19 @@ MODEL_CHOICES = (BUNDLED_MODEL_ID, *OFFICIAL_MODEL_IDS)
 
 MAX_FILE_SIZE = "50mb"
 CONCURRENCY_LIMIT = 2  # requests that run the model at once; the rest wait in the queue
+PREVIEW_CONCURRENCY_LIMIT = 4  # previews (read + downscale an upload) at once
 QUEUE_MAX_SIZE = 64
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_STAGE = 0  # Hiera stage shown first (0-based): the finest one
 MEAN_TOKEN = "mean over tokens"
 TIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_MAX_AGE_S = 3600.0
-# Masks and logits are made at native size: bound the pixels one request may hold in memory.
-MAX_PIXELS = 8192 * 8192
+# Masks and logits are made at native size: bound the pixels one request may hold in memory (the
+# package's pixel budget, rs2sam2.pixel_budget, checked from the header). None: $RS2SAM2_MAX_PIXELS, else
+# APP_MAX_PIXELS: an accepted 8192² upload took the app process to 1.9 GB (benchmarks/app_bombs.py), 6144²
+# stays under 1.5 GB.
+MAX_PIXELS: int | None = None
+APP_MAX_PIXELS = 6144 * 6144
 # Loaded models kept in memory (each custom model id loads one): the oldest non-bundled one goes first.
 MAX_CACHED_MODELS = 3
 # Sessions whose state (display image, fused features, attentions: a few MB each) Gradio keeps in memory;
@@ -66,6 +73,51 @@ _load_lock = threading.Lock()
 _output_root = Path(tempfile.gettempdir()) / "rs2sam2-app"
 PRUNE_EVERY_S = 60.0
 _last_prune = -PRUNE_EVERY_S
+_policy: DeploymentPolicy | None = None
+
+
+# ------------------------------------------------------------------------------------------------ policy
+def configure_deployment(server_name: str | None = None, mode: str = "auto") -> DeploymentPolicy:
+    """Fix the deployment policy (:mod:`rs2sam2.app_policy`) for an app served on ``server_name``;
+    ``mode`` ``"public"`` / ``"local"`` forces one. Unconfigured, the policy follows the environment
+    (``RS2SAM2_APP_MODE``, ``SPACE_ID``, ``GRADIO_SERVER_NAME``) at every request."""
+    global _policy
+    _policy = policy_from_env(server_name, mode)
+    return _policy
+
+
+def reset_deployment() -> None:
+    """Back to following the environment (tests)."""
+    global _policy
+    _policy = None
+
+
+def deployment_policy() -> DeploymentPolicy:
+    return _policy if _policy is not None else policy_from_env()
+
+
+def app_max_pixels() -> int:
+    """The pixel budget of one upload: :data:`MAX_PIXELS`, else ``$RS2SAM2_MAX_PIXELS``, else
+    :data:`APP_MAX_PIXELS`."""
+    if MAX_PIXELS is not None:
+        return MAX_PIXELS
+    return resolve_max_pixels() if os.environ.get(PIXELS_ENV, "").strip() else APP_MAX_PIXELS
+
+
+def check_model_allowed(model_id: str) -> None:
+    """``gr.Error`` with the one neutral :data:`~rs2sam2.app_policy.REFUSED_MESSAGE` unless the policy
+    lets this request load ``model_id`` (the bundled model always may)."""
+    if model_id == BUNDLED_MODEL_ID:
+        return
+    try:
+        deployment_policy().check_model(model_id)
+    except ModelRefused:
+        raise gr.Error(REFUSED_MESSAGE) from None
+
+
+def public_error(message: str) -> gr.Error:
+    """A ``gr.Error`` whose text names no server path (``/tmp/gradio/…/x.png`` → ``x.png``)."""
+    return gr.Error(scrub_paths(message))
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -96,7 +148,8 @@ def split_model_id(model_id: str) -> tuple[str | Path | None, str | None]:
     if model_id == BUNDLED_MODEL_ID:
         return None, None
     path = Path(model_id).expanduser()
-    if path.is_dir() or model_id.startswith(("/", ".", "~")):
+    public = deployment_policy().public  # a public app decides from the text, never probes the disk
+    if model_id.startswith(("/", ".", "~")) or (not public and path.is_dir()):
         return path, None
     parts = model_id.strip("/").split("/")
     if len(parts) > 2:
@@ -105,7 +158,9 @@ def split_model_id(model_id: str) -> tuple[str | Path | None, str | None]:
 
 
 def get_predictor(model_id: str = BUNDLED_MODEL_ID) -> RS2SAM2Predictor:
-    """The cached predictor for ``model_id``, loading it on first use (one load at a time)."""
+    """The cached predictor for ``model_id``, loading it on first use (one load at a time); a model the
+    deployment policy refuses raises ``gr.Error`` (:func:`check_model_allowed`)."""
+    check_model_allowed(model_id)
     predictor = _predictors.get(model_id)
     if predictor is not None:
         return predictor
@@ -122,21 +177,26 @@ def get_predictor(model_id: str = BUNDLED_MODEL_ID) -> RS2SAM2Predictor:
 
 def _load_predictor(model_id: str) -> RS2SAM2Predictor:
     source, subfolder = split_model_id(model_id)
-    if source is None and not DEFAULT_MODEL.is_dir():
-        raise gr.Error(
-            f"The bundled model is not installed (demo/{DEFAULT_MODEL.name} is missing). "
-            "Type a local model folder or a Hugging Face Hub id in 'Other model'."
-        )
+    if source is None:
+        try:
+            source = default_model_dir()
+        except FileNotFoundError as e:  # RS2SAM2_DEFAULT_MODEL names no folder
+            raise gr.Error(str(e)) from e
+        if not source.is_dir():
+            raise gr.Error(
+                f"The bundled model is not installed ({source} is missing). "
+                "Type a local model folder or a Hugging Face Hub id in 'Other model'."
+            )
     try:
         return RS2SAM2Predictor.from_pretrained(source, subfolder=subfolder)
     except FileNotFoundError as e:
-        raise gr.Error(
+        raise public_error(
             f"Model '{model_id}' was not found: {e}. Check the spelling; Hub models need internet access "
             "the first time (or a copy in the local Hugging Face cache)."
         ) from e
     except Exception as e:  # a broken download or checkpoint must not take the server down
         logger.exception("loading model %r failed", model_id)
-        raise gr.Error(f"Model '{model_id}' could not be loaded: {e}") from e
+        raise public_error(f"Model '{model_id}' could not be loaded: {e}") from e
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -169,26 +229,31 @@ def read_image(path: str | Path | None) -> Image.Image | np.ndarray:
     path = Path(path)
     name = path.name
     try:
+        _check_budget(path)
         if path.suffix.lower() in TIFF_SUFFIXES:
             return _read_tiff(path)
-        if path.is_file() and path.stat().st_size > 0:
-            with Image.open(path) as im:  # the size is in the header: check it before decoding
-                _check_size(im.height, im.width)
-        return load_image(path)
+        return load_image(path, app_max_pixels())
     except gr.Error:
         raise
-    except Image.DecompressionBombError as e:
-        raise gr.Error(f"'{name}' is too large to open safely: {e}") from e
+    except (ImageTooLargeError, Image.DecompressionBombError) as e:
+        raise public_error(f"'{name}' is too large to open safely: {e}") from e
     except (OSError, ValueError) as e:
-        raise gr.Error(f"Could not read '{name}' as an image. Upload a PNG, JPEG or TIFF file. ({e})") from e
+        raise public_error(
+            f"Could not read '{name}' as an image. Upload a PNG, JPEG or TIFF file. ({e})"
+        ) from e
 
 
-def _check_size(height: int, width: int) -> None:
-    if height * width > MAX_PIXELS:
-        raise gr.Error(
-            f"The image is {width}×{height} pixels ({height * width / 1e6:.0f} megapixels); this demo "
-            f"takes up to {MAX_PIXELS / 1e6:.0f} megapixels. Crop or downscale it first."
-        )
+def _check_budget(path: Path) -> None:
+    """The pixel budget, from the header (every TIFF page included), before anything is decoded; files
+    that are no image pass here and get the decoder's own message."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        check_image_file(path, app_max_pixels())
+    except ImageTooLargeError:
+        raise
+    except (OSError, ValueError, SyntaxError):
+        pass
 
 
 def _read_tiff(path: Path) -> Image.Image | np.ndarray:
@@ -207,9 +272,9 @@ def _read_tiff(path: Path) -> Image.Image | np.ndarray:
             if "Y" not in axes or "X" not in axes:
                 raise ValueError(f"no image plane in this TIFF (axes {axes})")
             h, w = shape[axes.index("Y")], shape[axes.index("X")]
-            _check_size(h, w)
+            check_pixels(w, h, max_pixels=app_max_pixels())
             array = series.asarray()
-    except (ValueError, gr.Error):
+    except ValueError:  # ImageTooLargeError included
         raise
     except Exception as e:  # tifffile reports damaged files with many exception types
         raise ValueError(f"damaged TIFF ({type(e).__name__}: {e})") from e
@@ -242,9 +307,9 @@ def prepare_image(image: Image.Image | np.ndarray, bands: Sequence[int] | None) 
             f"(1-based, e.g. 3,2,1)."
         )
     try:
-        return to_rgb(image, bands=bands)
+        return to_rgb(image, bands=bands, max_pixels=app_max_pixels())
     except ValueError as e:
-        raise gr.Error(f"Unsupported image: {e}") from e
+        raise public_error(f"Unsupported image: {e}") from e
 
 
 def describe_image(image: Image.Image | np.ndarray) -> str:
@@ -330,7 +395,7 @@ def segment(
             rgb, text, threshold=probability_to_threshold(threshold), output_attentions=True
         )
     except ValueError as e:  # e.g. an expression the tokenizer cannot encode
-        raise gr.Error(f"Could not segment this input: {e}") from e
+        raise public_error(f"Could not segment this input: {e}") from e
     step("drawing the panels")
     shown = vis.downscale_for_display(np.asarray(rgb))
     shown_mask = vis.downscale_for_display(prediction.mask)
@@ -529,7 +594,9 @@ def segment_event(
         raise
     except Exception as e:  # the server keeps serving whatever a request does
         logger.exception("segment request failed")  # a bug: its traceback is logged, once
-        raise gr.Error(f"Segmentation failed: {type(e).__name__}: {e}", print_exception=False) from e
+        error = public_error(f"Segmentation failed: {type(e).__name__}: {e}")
+        error.print_exception = False
+        raise error from e
     # Gradio keeps a session's state in memory until the session ends: keep only what re-drawing the stage
     # panels needs (no native-size logits and mask: 320 MB for an 8192² upload).
     slim = dataclasses.replace(r.prediction, mask=np.zeros((0, 0), bool), logits=np.zeros((0, 0), np.float32))
@@ -570,9 +637,11 @@ def stage_event(state: dict[str, Any] | None, stage: int, token_choice: str | No
 
 
 def load_examples(path: str | Path | None = None) -> list[list[str]]:
-    """``[[image path, expression], …]`` from ``demo/examples.json`` (default; image paths relative to the
-    repo root); entries whose image is missing are skipped, and a missing or malformed file gives none."""
-    path = Path(EXAMPLES_FILE if path is None else path)
+    """``[[image path, expression], …]`` from ``demo/examples.json`` (default: :func:`~rs2sam2.bundled.
+    examples_file`; relative image paths are relative to the folder holding ``demo/``); entries whose image
+    is missing are skipped, and a missing or malformed file gives none."""
+    root = bundled_root()
+    path = Path(examples_file() if path is None else path)
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -584,7 +653,7 @@ def load_examples(path: str | Path | None = None) -> list[list[str]]:
         image, expression = entry.get("image"), entry.get("expression")
         if not isinstance(image, str) or not isinstance(expression, str):
             continue
-        image_path = Path(image) if os.path.isabs(image) else REPO_ROOT / image
+        image_path = Path(image) if os.path.isabs(image) else root / image
         if image_path.is_file():
             examples.append([str(image_path), expression])
     return examples

@@ -156,6 +156,7 @@ class RS2SAM2Config:
     base_model: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.neck.d_model != self.text_dim:
             raise ValueError(
                 f"neck.d_model ({self.neck.d_model}) must equal text_dim ({self.text_dim}): "
@@ -238,6 +239,88 @@ def _build(cls: type, value: Any) -> Any:
         # JSON turns tuples into lists; restore tuples so configs compare equal after a round trip.
         kwargs[k] = tuple(v) if isinstance(v, list) else v
     return cls(**kwargs)
+
+
+# Ranges every config value must fall in (inclusive), as data: a config.json is input, and one saying
+# ``image_size: 16384`` or ``num_layers: 10000`` would make every request (or the load itself) take
+# minutes and gigabytes. Generous around the official model (image 1024, widths ≤ 4096, 24 layers).
+MAX_IMAGE_SIZE_ENV = "RS2SAM2_MAX_IMAGE_SIZE"
+DEFAULT_MAX_IMAGE_SIZE = 4096
+CONFIG_RANGES: dict[str, tuple[float, float]] = {
+    "image_size": (16, DEFAULT_MAX_IMAGE_SIZE),
+    "text_dim": (1, 8192),
+    "mask_threshold": (-1e4, 1e4),
+    "union_encoder.img_size": (16, 1024),
+    "union_encoder.patch_size": (1, 64),
+    "union_encoder.in_chans": (1, 16),
+    "union_encoder.vocab_size": (1, 1_000_000),
+    "union_encoder.embed_dim": (1, 8192),
+    "union_encoder.num_layers": (1, 128),
+    "union_encoder.num_heads": (1, 256),
+    "union_encoder.ffn_dim": (1, 65536),
+    "union_encoder.max_source_positions": (3, 65536),
+    "union_encoder.position_offset": (0, 16),
+    "hiera.embed_dim": (1, 4096),
+    "hiera.num_heads": (1, 256),
+    "hiera.stages": (1, 128),  # every stage's depth
+    "hiera.global_att_blocks": (0, 512),
+    "hiera.window_pos_embed_bkg_spatial_size": (1, 256),
+    "hiera.window_spec": (1, 1024),
+    "hiera.q_pool": (0, 8),
+    "hiera.q_stride": (1, 8),
+    "hiera.dim_mul": (0.125, 8.0),
+    "hiera.head_mul": (0.125, 8.0),
+    "hiera.drop_path_rate": (0.0, 1.0),
+    "neck.d_model": (1, 8192),
+    "neck.fpn_top_down_levels": (0, 8),
+    "neck.scalp": (0, 8),
+    "fusion.ratio": (0.0, 16.0),
+    "fusion.num_heads": (1, 256),
+    "prompt_generator.num_heads": (1, 256),
+    "decoder.transformer_depth": (1, 64),
+    "decoder.transformer_num_heads": (1, 256),
+    "decoder.transformer_mlp_dim": (1, 65536),
+    "decoder.num_multimask_outputs": (0, 16),
+    "decoder.iou_head_depth": (1, 64),
+    "decoder.iou_head_hidden_dim": (1, 65536),
+    "decoder.mask_in_chans": (1, 4096),
+    "decoder.text_fusion_heads": (1, 256),
+}
+_MAX_SEQUENCE = 16  # entries of a tuple field (stages, window_spec, …)
+
+
+def max_image_size() -> int:
+    """The largest ``image_size`` a config may have: ``$RS2SAM2_MAX_IMAGE_SIZE``, else 4096."""
+    import os
+
+    text = os.environ.get(MAX_IMAGE_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_SIZE
+    if not text.isdigit():
+        raise ValueError(f"{MAX_IMAGE_SIZE_ENV}={text!r} is not a whole number")
+    return int(text)
+
+
+def check_ranges(config: RS2SAM2Config) -> None:
+    """Raise ``ValueError`` naming the first field of :data:`CONFIG_RANGES` outside its range (or of the
+    wrong type); ``image_size`` is capped by :func:`max_image_size`."""
+    for name, (low, high) in CONFIG_RANGES.items():
+        if name == "image_size":
+            high = max_image_size()
+        obj: Any = config
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        values = obj if isinstance(obj, (tuple, list)) else (obj,)
+        if isinstance(obj, (tuple, list)) and len(obj) > _MAX_SEQUENCE:
+            raise ValueError(f"config {name} has {len(obj)} entries; at most {_MAX_SEQUENCE} are allowed")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"config {name} must be a number, got {v!r}")
+            if isinstance(low, int) and isinstance(high, int) and not isinstance(v, int):
+                raise ValueError(f"config {name} must be a whole number, got {v!r}")
+            if not low <= v <= high:
+                hint = f" (raise it with {MAX_IMAGE_SIZE_ENV})" if name == "image_size" else ""
+                raise ValueError(f"config {name} = {v!r} is outside the allowed range [{low}, {high}]{hint}")
 
 
 # Presets are data. "official" = every number of the released RS2-SAM2 model (the dataclass defaults).

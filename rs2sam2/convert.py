@@ -184,6 +184,12 @@ def read_state_dict(path: str | Path, *, mmap: bool = True) -> StateDict:
         raise CheckpointError(f"checkpoint file is empty (0 bytes): {path}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    from .checkpoint_scan import DeclaredSizeError, check_declared_sizes
+
+    try:
+        check_declared_sizes(path)  # before torch.load allocates what the file declares
+    except DeclaredSizeError as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

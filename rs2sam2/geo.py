@@ -24,6 +24,11 @@ Modes (:func:`predict_raster`), all reading windows so memory does not grow with
   foreground's bounding box (plus ``margin``, at least S a side, clipped to the scene) is segmented
   again, at full resolution when the window is at most S a side (decimated to S otherwise).
 
+Image size (:mod:`rs2sam2.pixel_budget`, ``max_pixels``): ``single`` and ``coarse-to-fine`` take scenes up
+to the pixel budget (they decimate the whole scene in one read, which decodes all of a PNG / JPEG);
+``tiles`` is the large-scene path: only each window (``tile_size``²) must fit the budget, the scene may be
+any size (memory as above, time grows with the scene).
+
 Logits at the model's read size are upsampled bilinearly (PyTorch ``align_corners=False`` convention)
 strip by strip while writing, so no full-resolution float array of the scene is ever held.
 
@@ -355,6 +360,7 @@ def predict_raster(
     stats_side: int = 1024,
     batch_size: int = TILE_BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = None,
 ) -> GeoPrediction:
     """Segment what ``text`` refers to in a raster file, writing the mask to ``out`` (.tif or .png).
 
@@ -362,6 +368,8 @@ def predict_raster(
     ``merge`` ∈ ``MERGES``; ``margin``: coarse-to-fine window margin as a fraction of the object's size;
     ``batch_size``: tiles mode, windows per forward (batched with the predictor's ``predict_batch`` when
     it has one); ``progress(done, total)`` is called after each window or batch of windows.
+    ``max_pixels``: the pixel budget (``None``: ``$RS2SAM2_MAX_PIXELS`` or 8192²) of the scene in
+    ``single`` / ``coarse-to-fine`` mode, of one window in ``tiles`` mode (see the module docstring).
     """
     rasterio = require_rasterio()
     if mode not in MODES:
@@ -405,6 +413,7 @@ def predict_raster(
                 threshold=thr,
                 area_unit=_area_unit(src.crs),
             )
+            _check_budget(mode, src.width, src.height, tile_size, max_pixels)
             if src.driver in _PLAIN_DRIVERS:
                 _check_plain_image(image)
             if src.crs is None and src.driver not in _PLAIN_DRIVERS:
@@ -434,6 +443,22 @@ def predict_raster(
             result.area = run.stats.pixels * abs(src.transform.determinant)
             run.sink.close({"expression": text, "score": f"{result.score:.6f}", "mode": mode})
     return result
+
+
+def _check_budget(mode: str, width: int, height: int, tile_size: int | None, max_pixels: int | None) -> None:
+    """The pixel budget: of the scene (``single``, ``coarse-to-fine``) or of one window (``tiles``)."""
+    from .pixel_budget import ImageTooLargeError, check_pixels
+
+    if mode == "tiles":
+        assert tile_size is not None
+        check_pixels(min(tile_size, width), min(tile_size, height), max_pixels=max_pixels)
+        return
+    try:
+        check_pixels(width, height, max_pixels=max_pixels)
+    except ImageTooLargeError as e:
+        raise ImageTooLargeError(
+            f"{e}. In {mode} mode the whole scene must fit; --mode tiles has no limit"
+        ) from None
 
 
 def _check_plain_image(path: Path) -> None:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -246,10 +247,27 @@ def _weight_files(src: ModelSource) -> list[Path]:
                 weight_map = json.loads(index.read_text())["weight_map"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{index} is not a valid shard index ({e})") from e
-            return [src.require(shard) for shard in sorted(set(weight_map.values()))]
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index.name}: 'weight_map' must map tensor names to shard files")
+            shards = sorted(set(weight_map.values()), key=str)
+            return [src.require(_check_shard_name(shard, index.name)) for shard in shards]
     tried = ", ".join(n for name in WEIGHT_NAMES for n in (name, name + SHARD_INDEX_SUFFIX))
     hint = f" ({src._last_miss})" if src._last_miss and not src.is_local else ""
     raise FileNotFoundError(f"no weights in {src.describe()}: looked for {tried}{hint}")
+
+
+def _check_shard_name(shard: Any, index_name: str) -> str:
+    """A shard file named by an index must be a plain file name inside the model folder (the index is
+    data: ``../../etc/passwd`` or an absolute path would make the loader open any file)."""
+    text = shard if isinstance(shard, str) else ""
+    parts = text.replace("\\", "/").split("/")
+    absolute = text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text)
+    if not text or absolute or ".." in parts or "" in parts:
+        raise CheckpointError(
+            f"{index_name} names the shard {shard!r}: shards must be files inside the model folder "
+            "(relative names without '..')"
+        )
+    return text
 
 
 def _read_weights(files: list[Path]) -> StateDict:

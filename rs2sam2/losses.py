@@ -52,6 +52,7 @@ BoundaryMode = Literal["hard", "soft"]
 CEReduction = Literal["per_sample", "pooled"]
 DiceReduction = Literal["sum", "mean"]
 GridReduction = Literal["max", "area"]
+PseudoMaskKind = Literal["bce_dice", "bce_softmax"]
 
 
 @dataclass
@@ -73,6 +74,8 @@ class LossConfig:
             A deviation from the paper, for training from random initialisation.
         pseudo_mask_target: how the target becomes a grid target: ``"max"`` (a cell is 1 when any target
             pixel falls in it) or ``"area"`` (the fraction of the cell the target covers, a soft target).
+        pseudo_mask_kind: ``"bce_dice"`` (BCE + Dice) or ``"bce_softmax"`` (BCE + a cross entropy of the
+            softmax over the grid cells: "which cells hold the object"); see :func:`pseudo_mask_loss`.
     """
 
     ce_weight: float = 0.9
@@ -86,6 +89,7 @@ class LossConfig:
     dice_reduction: DiceReduction = "sum"
     pseudo_mask_weight: float = 0.0
     pseudo_mask_target: GridReduction = "max"
+    pseudo_mask_kind: PseudoMaskKind = "bce_dice"
 
     def __post_init__(self) -> None:
         if self.boundary not in ("hard", "soft"):
@@ -96,6 +100,10 @@ class LossConfig:
             raise ValueError(f"dice_reduction must be 'sum' or 'mean', got {self.dice_reduction!r}")
         if self.pseudo_mask_target not in ("max", "area"):
             raise ValueError(f"pseudo_mask_target must be 'max' or 'area', got {self.pseudo_mask_target!r}")
+        if self.pseudo_mask_kind not in ("bce_dice", "bce_softmax"):
+            raise ValueError(
+                f"pseudo_mask_kind must be 'bce_dice' or 'bce_softmax', got {self.pseudo_mask_kind!r}"
+            )
         if not self.pseudo_mask_weight >= 0:
             raise ValueError(f"pseudo_mask_weight must be >= 0, got {self.pseudo_mask_weight!r}")
         if self.class_weights is not None:
@@ -286,19 +294,27 @@ def grid_target(target: Tensor, grid: int, reduction: GridReduction = "max") -> 
 
 
 def pseudo_mask_loss(
-    pseudo_logits: Tensor, target: Tensor, reduction: GridReduction = "max", eps: float = 1.0
+    pseudo_logits: Tensor,
+    target: Tensor,
+    reduction: GridReduction = "max",
+    eps: float = 1.0,
+    kind: PseudoMaskKind = "bce_dice",
 ) -> Tensor:
-    """Loss of the pseudo-mask against the target on its grid: ``mean BCE + mean (1 - Dice)``.
+    """Loss of the pseudo-mask against the target on its grid: ``mean BCE`` plus, by ``kind``,
+    ``mean (1 - Dice)`` (``"bce_dice"``) or the grid-softmax cross entropy (``"bce_softmax"``).
 
     Args:
         pseudo_logits: (B, 1, g, g) the mask prompt generator's logits (before its sigmoid).
         target: (B, H, W) in {0, 1}, reduced to the g×g grid by :func:`grid_target`.
         reduction: ``"max"`` or ``"area"`` (see :func:`grid_target`).
         eps: Dice smoothing (1: an empty target with an empty prediction costs 0, not 1).
+        kind: ``"bce_dice"`` or ``"bce_softmax"``.
 
-    ``BCE`` is the mean over all cells of all samples; the foreground-only soft Dice
-    ``(2·Σp·t + eps) / (Σp + Σt + eps)`` is per sample, averaged. Dice keeps a target of one or two cells
-    among 196 from being drowned by the background (BCE alone learns "everything is background" first).
+    ``BCE`` is the mean over all cells of all samples. The foreground-only soft Dice
+    ``(2·Σp·t + eps) / (Σp + Σt + eps)`` is per sample, averaged. The grid-softmax cross entropy
+    ``-Σ_cells (t / Σt) · log softmax(x)`` (per sample with a non-empty target, averaged) asks only *where*
+    the object is: its gradient ``softmax(x) - t / Σt`` does not fade when every probability is near 0, as
+    Dice's does once BCE has pushed the whole map towards the background (one or two target cells in 196).
     """
     x = _as_bchw(pseudo_logits)
     g = x.shape[-1]
@@ -308,6 +324,17 @@ def pseudo_mask_loss(
     if t.shape[0] != x.shape[0]:
         raise ValueError(f"target batch {t.shape[0]} != pseudo_logits batch {x.shape[0]}")
     bce = F.binary_cross_entropy_with_logits(x, t)
+    if kind == "bce_softmax":
+        flat_t = t.flatten(1)
+        mass = flat_t.sum(1)
+        has = mass > 0
+        if not bool(has.any()):
+            return bce
+        log_p = torch.log_softmax(x.flatten(1), dim=1)
+        ce = -(flat_t[has] / mass[has, None] * log_p[has]).sum(1)
+        return bce + ce.mean()
+    if kind != "bce_dice":
+        raise ValueError(f"unknown pseudo-mask loss kind {kind!r}")
     p = torch.sigmoid(x)
     inter = (p * t).flatten(1).sum(1)
     dice = (2.0 * inter + eps) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + eps)
@@ -365,7 +392,7 @@ class RS2SAM2Loss(nn.Module):
         if cfg.pseudo_mask_weight > 0:
             if pseudo_logits is None:
                 raise ValueError("pseudo_logits are required when pseudo_mask_weight > 0")
-            pm = pseudo_mask_loss(pseudo_logits, target, cfg.pseudo_mask_target)
+            pm = pseudo_mask_loss(pseudo_logits, target, cfg.pseudo_mask_target, kind=cfg.pseudo_mask_kind)
             total = total + cfg.pseudo_mask_weight * pm
         return LossOutput(total=total, ce=ce, dice=dice, boundary=bnd, pseudo_mask=pm)
 

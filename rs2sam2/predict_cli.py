@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 import warnings
@@ -153,6 +154,12 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_threads_argument(p)
     p.add_argument(
         "--mask-value", type=int, choices=(1, 255), help="foreground value (default: 1 in .tif, 255 in .png)"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        help="pixel budget of an image (single and coarse-to-fine: the scene, tiles: one window; default: "
+        "$RS2SAM2_MAX_PIXELS or 8192²)",
     )
     p.add_argument("--summary", type=Path, metavar="JSON", help="write every input's result as JSON")
     p.add_argument(
@@ -407,6 +414,22 @@ def _report(res: JobResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``rs2sam2 predict``; returns the exit code."""
+    from .pixel_budget import ENV_VAR
+
+    if getattr(args, "max_pixels", None) is None:
+        return _run(args)
+    saved = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(args.max_pixels)  # every reader of this process sees the budget
+    try:
+        return _run(args)
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = saved
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         jobs = _check_args(args)
     except UsageError as e:

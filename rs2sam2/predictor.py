@@ -11,13 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bundled import MODEL_NAME, bundled_root, default_model_dir
 from .memory import FilePages, release_cpu_memory
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 from .threads import apply_num_threads
 
-# The model bundled with the package's repository (trained on synthetic scenes; see demo/README.md).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "demo" / "rs2sam2-tiny-synthetic"
+DEFAULT_MODEL: Path = bundled_root() / "demo" / MODEL_NAME
+"""The bundled model's folder (trained on synthetic scenes): the wheel's copy, else the repository's
+``demo/``. ``from_pretrained()`` without a model loads :func:`rs2sam2.bundled.default_model_dir`, which
+``RS2SAM2_DEFAULT_MODEL`` overrides."""
 QUANTIZATIONS = ("int8",)
 """Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
 
@@ -124,6 +127,8 @@ class RS2SAM2Predictor:
     ``num_threads`` sets torch's intra-op threads, process-wide (default: ``$RS2SAM2_NUM_THREADS``, else
     torch's own; see :mod:`rs2sam2.threads` and ``benchmarks/threads.py``); ``self.num_threads`` is the
     count in effect.
+    ``max_pixels``: the pixel budget of every input image, checked before decoding a file
+    (:mod:`rs2sam2.pixel_budget`; ``None`` keeps the processor's: ``$RS2SAM2_MAX_PIXELS`` or 8192²).
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class RS2SAM2Predictor:
         quantize: str | None = None,
         compile: bool = False,
         num_threads: int | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         apply_num_threads(num_threads)
         self.num_threads = torch.get_num_threads()
@@ -147,6 +153,8 @@ class RS2SAM2Predictor:
             quantize_int8(self.model)
         self.quantize = quantize
         self.processor = processor
+        if max_pixels is not None:
+            processor.max_pixels = max_pixels
         self.compiled = bool(compile)
         self._run = torch.compile(self.model) if compile else self.model
 
@@ -161,16 +169,18 @@ class RS2SAM2Predictor:
         quantize: str | None = None,
         compile: bool = False,
         num_threads: int | None = None,
+        max_pixels: int | None = None,
         **kwargs,
     ) -> RS2SAM2Predictor:
-        """Load a model folder or Hub repo (ours or the official release); default: the bundled model.
+        """Load a model folder or Hub repo (ours or the official release); default: the folder named by
+        ``RS2SAM2_DEFAULT_MODEL``, else the bundled model (:mod:`rs2sam2.bundled`).
 
-        ``quantize="int8"``, ``compile``, ``num_threads``: see the class docstring. Other keyword arguments
-        go to :meth:`RS2SAM2.from_pretrained`.
+        ``quantize="int8"``, ``compile``, ``num_threads``, ``max_pixels``: see the class docstring. Other
+        keyword arguments go to :meth:`RS2SAM2.from_pretrained`.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
         apply_num_threads(num_threads)  # loading (casts, quantisation) runs on these threads too
-        source = DEFAULT_MODEL if path_or_repo is None else path_or_repo
+        source = default_model_dir() if path_or_repo is None else path_or_repo
         # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
         model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
         processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
@@ -182,6 +192,7 @@ class RS2SAM2Predictor:
             quantize=quantize,
             compile=compile,
             num_threads=num_threads,
+            max_pixels=max_pixels,
         )
 
     @torch.inference_mode()
@@ -228,8 +239,8 @@ class RS2SAM2Predictor:
         for i, text in enumerate(texts):
             x = logits[i]
             mask = x > thr
-            prob = torch.sigmoid(2.0 * x - 1.0)  # p_fg of softmax([1 − x, x])
-            score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
+            # p_fg of softmax([1 − x, x]), over the mask only (no native-size temporaries)
+            score = float(torch.sigmoid(2.0 * x[mask] - 1.0).mean()) if bool(mask.any()) else 0.0
             attn = None
             if out.fusion_attentions is not None:
                 attn = [a[i].float().cpu().numpy() for a in out.fusion_attentions]

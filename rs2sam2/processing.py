@@ -24,24 +24,35 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import RS2SAM2Config
+from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels
 
 ImageInput = Image.Image | np.ndarray | str | Path
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-# Refuse decompression bombs before decoding them (PIL only warns below 2× its own limit).
-MAX_IMAGE_PIXELS = 16384 * 16384
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file with a clear error for missing, empty, corrupt or non-image files."""
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Open an image file with a clear error for missing, empty, corrupt or non-image files.
+
+    The header is checked against the pixel budget first (:mod:`rs2sam2.pixel_budget`; ``max_pixels``
+    ``None``: ``$RS2SAM2_MAX_PIXELS`` or 8192²): a decompression bomb raises
+    :class:`~rs2sam2.pixel_budget.ImageTooLargeError` before any pixel is decoded.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"image file is empty (0 bytes): {path}")
     try:
+        check_image_file(path, max_pixels)
+    except ImageTooLargeError as e:
+        raise ImageTooLargeError(
+            f"{path.name} is too large to decode safely (a decompression bomb?): {e}"
+        ) from None
+    except (OSError, ValueError, SyntaxError):
+        pass  # not readable as an image: the decoder below says why, in its own words
+    try:
         with Image.open(path) as im:
-            _check_pixels(im.size)
             im.load()
             return _apply_exif_orientation(im)
     except (Image.DecompressionBombError, OSError, SyntaxError) as e:
@@ -59,15 +70,6 @@ def _apply_exif_orientation(im: Image.Image) -> Image.Image:
     from PIL import ImageOps
 
     return ImageOps.exif_transpose(im) or im
-
-
-def _check_pixels(size: tuple[int, int]) -> None:
-    w, h = size
-    if w * h > MAX_IMAGE_PIXELS:
-        raise ValueError(
-            f"image of {w}×{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels; "
-            "split it into tiles (see rs2sam2.geo) or downscale it first"
-        )
 
 
 def stretch_to_uint8(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -93,19 +95,22 @@ def stretch_to_uint8(array: np.ndarray, low: float = 2.0, high: float = 98.0) ->
     return out[..., 0] if squeeze else out
 
 
-def to_rgb(image: ImageInput, bands: Sequence[int] | None = None) -> Image.Image:
+def to_rgb(
+    image: ImageInput, bands: Sequence[int] | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Convert an image to 8-bit RGB PIL.
 
     Accepts a path, a PIL image in any mode (L, P, RGBA, CMYK, I;16, I, F, …) or a numpy array
     (H, W) / (H, W, C) of any numeric dtype. 8-bit data is kept as is; 16-bit, 32-bit and float data are
     percentile-stretched per band (:func:`stretch_to_uint8`). Grayscale is repeated to three channels;
     an alpha channel is dropped. Arrays with other than 1, 3 or 4 channels need ``bands`` (0-based
-    indices of the three bands to show as R, G, B).
+    indices of the three bands to show as R, G, B). Images over the pixel budget (``max_pixels``, see
+    :func:`load_image`) raise :class:`~rs2sam2.pixel_budget.ImageTooLargeError`.
     """
     if isinstance(image, (str, Path)):
-        image = load_image(image)
+        image = load_image(image, max_pixels)
     if isinstance(image, Image.Image):
-        _check_pixels(image.size)
+        check_pixels(*image.size, max_pixels=max_pixels)
         if bands is None and image.mode in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "1", "PA"):
             return image.convert("RGB") if image.mode not in ("RGBA", "LA", "PA") else _drop_alpha(image)
         array = np.asarray(image)
@@ -117,7 +122,7 @@ def to_rgb(image: ImageInput, bands: Sequence[int] | None = None) -> Image.Image
         array = array[..., None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {tuple(np.shape(image))}")
-    _check_pixels((array.shape[1], array.shape[0]))
+    check_pixels(array.shape[1], array.shape[0], max_pixels=max_pixels)
     c = array.shape[-1]
     if bands is not None:
         bands = list(bands)
@@ -165,11 +170,16 @@ class ProcessorOutput:
 
 
 class RS2SAM2Processor:
-    """Turns (image, sentence) pairs into :class:`~rs2sam2.RS2SAM2` inputs and logits into masks."""
+    """Turns (image, sentence) pairs into :class:`~rs2sam2.RS2SAM2` inputs and logits into masks.
 
-    def __init__(self, config: RS2SAM2Config, tokenizer: Any) -> None:
+    ``max_pixels``: the pixel budget of every image (:mod:`rs2sam2.pixel_budget`; ``None``: the
+    ``RS2SAM2_MAX_PIXELS`` environment variable, read at each call, else 8192²).
+    """
+
+    def __init__(self, config: RS2SAM2Config, tokenizer: Any, max_pixels: int | None = None) -> None:
         self.config = config
         self.tokenizer = tokenizer
+        self.max_pixels = max_pixels
         from .tokenization import validate_tokenizer
 
         u = config.union_encoder
@@ -213,7 +223,7 @@ class RS2SAM2Processor:
 
     def preprocess_image(self, image: ImageInput, bands: Sequence[int] | None = None):
         """One image → (sam pixels (3, S, S), union pixels (3, 224, 224), (H, W))."""
-        rgb = to_rgb(image, bands=bands)
+        rgb = to_rgb(image, bands=bands, max_pixels=self.max_pixels)
         p = self.config.processor
         resample = _RESAMPLE[p.resample]
         s, u = self.config.image_size, self.config.union_encoder.img_size

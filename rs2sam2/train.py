@@ -98,6 +98,7 @@ class TrainConfig:
         pseudo_mask_loss: weight of the loss on the mask prompt generator's pseudo-mask
             (:func:`rs2sam2.losses.pseudo_mask_loss`); 0 = off (official). Not in the paper: for training
             from random initialisation, where the generator learns nothing from the final loss alone.
+        pseudo_mask_kind: ``"bce_dice"`` or ``"bce_softmax"`` (:func:`rs2sam2.losses.pseudo_mask_loss`).
         teacher_forcing: probability, per training sample, that SAM2's dense prompt is the target on the
             pseudo-mask grid instead of the generator's pseudo-mask (so the decoder learns to follow a good
             prompt while the generator learns from its own loss); 0 = off (official).
@@ -138,6 +139,7 @@ class TrainConfig:
     loss: str = "official"
     class_weights: tuple[float, float] | None = None
     pseudo_mask_loss: float = 0.0
+    pseudo_mask_kind: str = "bce_dice"
     teacher_forcing: float = 0.0
     teacher_forcing_steps: int = 0
     occlusion: bool = False
@@ -165,6 +167,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.pseudo_mask_loss >= 0:
             raise ValueError(f"pseudo_mask_loss must be >= 0, got {self.pseudo_mask_loss!r}")
+        if self.pseudo_mask_kind not in ("bce_dice", "bce_softmax"):
+            raise ValueError(
+                f"pseudo_mask_kind must be 'bce_dice' or 'bce_softmax', got {self.pseudo_mask_kind!r}"
+            )
         if not 0 <= self.teacher_forcing <= 1:
             raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing!r}")
         if self.teacher_forcing_steps < 0:
@@ -238,7 +244,10 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 def loss_from_config(config: TrainConfig) -> RS2SAM2Loss:
     """The training objective of ``config``: its loss variant, with its CE class weights if it sets them,
     and its pseudo-mask loss weight."""
-    overrides: dict[str, Any] = {"pseudo_mask_weight": config.pseudo_mask_loss}
+    overrides: dict[str, Any] = {
+        "pseudo_mask_weight": config.pseudo_mask_loss,
+        "pseudo_mask_kind": config.pseudo_mask_kind,
+    }
     if config.class_weights is not None:
         overrides["class_weights"] = config.class_weights
     return build_loss(config.loss, **overrides)
@@ -290,8 +299,10 @@ def set_gradient_checkpointing(model: RS2SAM2, enabled: bool = True) -> None:
     model.image_encoder.gradient_checkpointing = enabled
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU, CUDA) generator states, as plain values and tensors."""
+def capture_rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Python, numpy and torch generator states, as plain values and tensors: the CPU's, and the CUDA
+    generator of ``device`` when it is a CUDA device (only that GPU's: asking every visible GPU would
+    create a CUDA context on each, in every ``torchrun`` process)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -304,13 +315,16 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`; the CUDA state goes to ``device`` (when a CUDA device).
+
+    Checkpoints written before held one CUDA state per visible GPU: ``device``'s index picks one (the
+    last if it has fewer), so resuming on a machine with fewer GPUs works."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
@@ -318,8 +332,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device is not None and torch.device(device).type == "cuda":
+        if isinstance(cuda, (list, tuple)):  # the older format, one state per GPU
+            index = torch.device(device).index
+            cuda = cuda[min(torch.cuda.current_device() if index is None else index, len(cuda) - 1)]
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -345,12 +363,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the half-written temporary files of :func:`atomic_torch_save` calls whose process died
-    (killed mid-write), so that repeated kills do not fill the disk with checkpoint-sized files."""
+    """Delete the half-written temporaries (``.<name>.<pid>.tmp``: files of :func:`atomic_torch_save`,
+    folders of :func:`save_model_folder`) of writers whose process died (killed mid-write), so that
+    repeated kills do not fill the disk with checkpoint-sized files."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -383,6 +405,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    from .checkpoint_scan import check_declared_sizes
+
+    check_declared_sizes(path)  # DeclaredSizeError (a ValueError) before torch.load allocates
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip/pickle errors come in many types; all mean "not loadable"
@@ -408,6 +433,7 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)  # left over by a killed run
@@ -658,7 +684,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": capture_rng_state(),
+            "rng": capture_rng_state(self.device),
             "epoch": self.epoch,
             "step": self.step,
             "epoch_batches": self.epoch_batches,
@@ -687,7 +713,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"], strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng_state(ckpt["rng"])
+        restore_rng_state(ckpt["rng"], self.device)
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])
         self.epoch_batches = int(ckpt["epoch_batches"])
@@ -696,13 +722,21 @@ class Trainer:
         self.best = ckpt["best"]
 
     def resume(self, path: str | Path | None = None) -> None:
-        """Continue from a checkpoint (default ``OUT/checkpoint.pt``); later metrics records are dropped."""
+        """Continue from a checkpoint (default ``OUT/checkpoint.pt``); later metrics records are dropped.
+
+        Later means a later step, or the end of an epoch the checkpoint had not finished: a checkpoint
+        written at an epoch's last step (``save_every_steps``) precedes that epoch's ``epoch`` and ``val``
+        records, which share its step and are written again after the resume."""
         self.load_state_dict(load_checkpoint(path or self.checkpoint_path))
         if self.is_main and self.metrics_path.exists():
             kept = []
             for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and json.loads(line).get("step", 0) <= self.step:
-                    kept.append(line)
+                record = json.loads(line) if line.strip() else None
+                if record is None or record.get("step", 0) > self.step:
+                    continue
+                if record.get("event") in ("epoch", "val") and record.get("epoch", 0) > self.epoch:
+                    continue  # "epoch" k+1 / "val" after it are logged once epoch index k has ended
+                kept.append(line)
             self.metrics_path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
 
     # --------------------------------------------------------------------------------- training
@@ -972,6 +1006,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         loss=args.loss,
         class_weights=tuple(args.class_weights) if args.class_weights else None,
         pseudo_mask_loss=args.pseudo_mask_loss,
+        pseudo_mask_kind=args.pseudo_mask_kind,
         teacher_forcing=args.teacher_forcing,
         teacher_forcing_steps=args.teacher_forcing_steps,
         occlusion=args.occlusion,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,48 @@ import pytest
 import torch
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------- the suite leaves the tree as is
+def git_status() -> str | None:
+    """``git status --porcelain`` of the repository (untracked files included, ignored ones not); None
+    outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STATUS_KEY] = git_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests changed what git sees in the work tree (a tracked file rewritten, a
+    file left behind outside the ignored folders)."""
+    before = session.config.stash.get(_STATUS_KEY, None)
+    after = git_status()
+    if before is None or after is None or after == before:
+        return
+    changed = sorted(set(after.splitlines()) ^ set(before.splitlines()))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("the test run changed the work tree (git status --porcelain):", red=True)
+        for line in changed:
+            reporter.write_line(f"  {line}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_STATUS_KEY = pytest.StashKey[str | None]()
 
 
 @pytest.fixture(scope="module")

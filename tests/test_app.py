@@ -292,10 +292,18 @@ def test_unknown_model_gives_a_readable_error(predictor, example, tmp_path, monk
 
 
 def test_missing_bundled_model_is_explained(monkeypatch, tmp_path):
-    monkeypatch.setattr(logic, "DEFAULT_MODEL", tmp_path / "rs2sam2-tiny-synthetic")
+    from rs2sam2 import bundled
+
+    monkeypatch.delenv(bundled.MODEL_ENV, raising=False)
+    monkeypatch.setattr(bundled, "PACKAGED_ROOT", tmp_path / "package")
+    monkeypatch.setattr(bundled, "REPOSITORY_ROOT", tmp_path / "repository")
     monkeypatch.setattr(logic, "_predictors", {})
     with pytest.raises(gr.Error, match="bundled model is not installed"):
         logic.get_predictor(logic.BUNDLED_MODEL_ID)
+    monkeypatch.setenv(bundled.MODEL_ENV, str(tmp_path / "typo"))
+    with pytest.raises(gr.Error, match="RS2SAM2_DEFAULT_MODEL='.*typo' is not a folder"):
+        logic.get_predictor(logic.BUNDLED_MODEL_ID)
+    assert logic._predictors == {}
 
 
 def test_get_predictor_loads_a_saved_folder_once(predictor, tmp_path, monkeypatch):
@@ -419,6 +427,30 @@ def test_server_handles_20_concurrent_requests(server, example):
     results = [job.result(timeout=120) for job in jobs]
     expressions = [json.loads(Path(r[7]).read_text())["expression"] for r in results]
     assert expressions == [f"{text} {i}" for i in range(20)]
+
+
+def test_segment_api_needs_only_the_image_and_the_sentence(server, example):
+    """README's two-argument call; every later input of /segment has the UI's default."""
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/segment"]
+    params = {
+        p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"])
+        for p in params["parameters"]
+    }
+    assert params == {
+        "file": (False, None),
+        "expression": (False, None),
+        "model_choice": (True, logic.BUNDLED_MODEL_ID),
+        "custom_model": (True, ""),
+        "bands_text": (True, ""),
+        "threshold": (True, logic.DEFAULT_THRESHOLD),
+        "stage": (True, logic.DEFAULT_STAGE),
+    }
+    image, text = example
+    out = client.predict(handle_file(image), text, api_name="/segment")
+    assert json.loads(Path(out[7]).read_text())["expression"] == text
 
 
 def test_server_survives_bad_requests(server, example):

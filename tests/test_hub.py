@@ -370,6 +370,23 @@ def test_sharded_weights_load(tmp_path, tiny_model):
     assert same_weights(RS2SAM2.from_pretrained(folder), tiny_model)
 
 
+@pytest.mark.parametrize(
+    "shard",
+    ["../outside.safetensors", "../../m/model-00001-of-00002.safetensors", "/etc/passwd", "~/x.bin",
+     "a/../../outside.safetensors", "C:\\x.bin", "..\\outside.safetensors", "", 7],
+)  # fmt: skip
+def test_shard_names_must_stay_inside_the_model_folder(tmp_path, tiny_model, shard):
+    """An index is data: a weight_map naming a file outside the folder is refused before it is opened."""
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    save_file(state, str(tmp_path / "outside.safetensors"))  # a real weights file next to the folder
+    index = {"weight_map": {k: shard for k in state}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=r"names the shard .*must be files inside the model folder"):
+        RS2SAM2.from_pretrained(folder)
+
+
 # --------------------------------------------------------------------------------------- model card
 def test_model_card_metadata_and_body(tiny_config):
     from huggingface_hub import ModelCard

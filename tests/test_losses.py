@@ -336,3 +336,36 @@ def test_forced_prompt_replaces_the_dense_prompt_of_the_chosen_samples_only():
     assert torch.equal(forced.dense_prompt[1], plain.dense_prompt[1])
     assert not torch.allclose(forced.logits[0], plain.logits[0])
     assert torch.allclose(forced.logits[1], plain.logits[1], atol=1e-5)
+
+
+def test_pseudo_mask_softmax_kind_hand_values():
+    x = torch.tensor([[PM_LOGITS]])
+    bce = _hand_bce()
+    log_z = math.log(sum(math.exp(v) for row in PM_LOGITS for v in row))
+    ce = -(0.5 * (2.0 - log_z) + 0.5 * (1.0 - log_z))
+    got = pseudo_mask_loss(x, _pm_target(), kind="bce_softmax")
+    assert float(got) == pytest.approx(bce + ce, rel=1e-6)
+    # an empty target has no "where": only its BCE counts
+    empty = torch.zeros(1, 4, 4)
+    assert float(pseudo_mask_loss(x, empty, kind="bce_softmax")) == pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy_with_logits(x, torch.zeros_like(x)))
+    )
+    # the softmax term's gradient stays large when every probability is near 0 (where Dice's fades)
+    low = torch.full((1, 1, 2, 2), -8.0, requires_grad=True)
+    pseudo_mask_loss(low, _pm_target(), kind="bce_softmax").backward()
+    g_soft = low.grad.clone()
+    low.grad = None
+    pseudo_mask_loss(low, _pm_target(), kind="bce_dice").backward()
+    g_dice = low.grad.clone()
+    low.grad = None
+    torch.nn.functional.binary_cross_entropy_with_logits(low, grid_target(_pm_target(), 2)).backward()
+    extra_soft, extra_dice = g_soft - low.grad, g_dice - low.grad  # beyond the shared BCE term
+    assert extra_soft[0, 0, 0, 0] == pytest.approx(0.25 - 0.5, abs=1e-3)  # softmax 1/4 minus target 1/2
+    assert abs(extra_soft[0, 0, 0, 0]) > 100 * abs(extra_dice[0, 0, 0, 0])
+    with pytest.raises(ValueError, match="pseudo_mask_kind"):
+        LossConfig(pseudo_mask_kind="focal")
+
+
+def _hand_bce():
+    cells = [(x, t) for xr, tr in zip(PM_LOGITS, [[1, 0], [0, 1]]) for x, t in zip(xr, tr)]
+    return sum(-(t * math.log(_sig(x)) + (1 - t) * math.log(1 - _sig(x))) for x, t in cells) / len(cells)

@@ -194,6 +194,44 @@ def test_restricted_unpickler_allows_builtins_only(tmp_path):
         safe_pickle_load(ok)
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        # 39 bytes: bytearray(1_500_000_000) (protocol 2), then bytes() of it / a protocol-0 variant
+        (b"\x80\x02c__builtin__\nbytearray\nq\x00J\x00\x2f\x68\x59\x85q\x01Rq\x02.", r"bytearray\(int"),
+        (b"\x80\x02cbuiltins\nbytes\nJ\x00\x2f\x68\x59\x85R.", r"bytes\(int"),
+        (b"c__builtin__\nbytearray\n(I1500000000\ntR.", r"bytearray\(int"),
+        (b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-7\x86R.", r"latin-1"),
+        (b"\x80\x02cbuiltins\nset\nX\x03\x00\x00\x00abc\x85R.", r"set\(\) of a str"),
+        (b"\x80\x02cbuiltins\nrange\nJ\x00\x2f\x68\x59\x85R.", r"'builtins\.range'"),
+        (b"\x80\x02cbuiltins\ngetattr\n.", r"'builtins\.getattr'"),
+    ],
+)
+def test_refs_pickle_cannot_allocate_beyond_the_file(tmp_path, payload, message):
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.p"
+    bomb.write_bytes(payload)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match=message):
+            safe_pickle_load(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(payload) < 64 and peak < 1 << 20, peak  # refused before allocating 1.5 GB
+
+
+def test_refs_pickle_size_is_bounded(tmp_path):
+    path = tmp_path / "refs.p"
+    path.write_bytes(pickle.dumps([{"ref_id": i, "sentences": [{"raw": "x" * 50}]} for i in range(100)]))
+    assert len(safe_pickle_load(path)) == 100
+    with pytest.raises(
+        UnsafePickleError, match=r"refs\.p is [0-9,]+ bytes; a refs pickle may be at most 1,000"
+    ):
+        safe_pickle_load(path, max_bytes=1000)
+
+
 # ----------------------------------------------------------------------------------------------- RefSegRS
 
 

@@ -28,6 +28,7 @@ from rs2sam2.train import (
     TrainingSet,
     load_checkpoint,
     loss_from_config,
+    save_model_folder,
     seed_everything,
     set_gradient_checkpointing,
     teacher_forcing_probability,
@@ -160,6 +161,44 @@ def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch, ext
     assert json.loads((tmp_path / "ref" / "best.json").read_text()) == json.loads(
         (tmp_path / "run" / "best.json").read_text()
     )
+
+
+def test_resume_from_a_checkpoint_at_an_epochs_last_step_writes_each_record_once(ws, tmp_path, monkeypatch):
+    """save_every_steps=4 with 4 steps an epoch: the step-4 checkpoint is written before epoch 1's
+    "epoch" record (same step); the run dies while saving the best model, after that record. The resumed
+    run ends the epoch again; metrics.jsonl must hold that epoch's records once, as an uninterrupted run."""
+    kw = dict(epochs=2, save_every_steps=4, log_every=2)
+    _trainer(ws, tmp_path / "ref", **kw).train()
+
+    def die(self: Trainer):
+        raise _Killed
+
+    monkeypatch.setattr(Trainer, "_save_best", die)
+    with pytest.raises(_Killed):
+        _trainer(ws, tmp_path / "run", **kw).train()
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"], ckpt["epoch_batches"]) == (0, 4, 4)
+    assert [r["event"] for r in _records(tmp_path / "run" / "metrics.jsonl")][-1] == "epoch"
+    _trainer(ws, tmp_path / "run", seed=9, **kw).train(resume=tmp_path / "run" / "checkpoint.pt")
+    ref, run = _records(tmp_path / "ref" / "metrics.jsonl"), _records(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["event"], r["step"]) for r in run] == [(r["event"], r["step"]) for r in ref]
+    assert [r["event"] for r in run].count("epoch") == 2 and len(run) == len(ref)
+
+
+def test_stale_best_folder_temporaries_of_dead_writers_are_removed(ws, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now
+    stale = tmp_path / f".best.{dead.pid}.tmp"
+    live = tmp_path / f".best.{os.getppid()}.tmp"  # another writer still at work
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    model, processor = _build(ws)
+    save_model_folder(model, processor, tmp_path / "best")
+    assert not stale.exists() and (live / "model.safetensors").read_bytes() == b"half"
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["best", live.name])
 
 
 def test_cli_resume_continues_a_max_steps_run(ws, tmp_path):
@@ -359,7 +398,8 @@ def test_pseudo_mask_options_config_and_cli(tmp_path):
     constant = TrainConfig(output_dir=str(tmp_path), teacher_forcing=0.3)
     assert teacher_forcing_probability(constant, 10**6) == 0.3
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1}]:
+    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1},
+                {"pseudo_mask_kind": "focal"}]:  # fmt: skip
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(output_dir=str(tmp_path), **bad)
     base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
@@ -400,3 +440,34 @@ def test_pseudo_mask_training_logs_the_separation(ws, tmp_path):
         assert {"pseudo_mask", "pm_target", "pm_background", "train_iou", "teacher_forcing"} <= set(r)
         assert 0 <= r["pm_background"] <= 1 and 0 <= r["train_iou"] <= 1 and r["pseudo_mask"] > 0
     assert 0 <= val[0]["pm_target"] <= 1 and 0 <= val[0]["pm_background"] <= 1
+
+
+def test_checkpoint_rng_state_holds_the_training_gpu_generator_only(monkeypatch):
+    """One CUDA generator state, the training device's: asking every visible GPU (the former
+    ``get_rng_state_all``) created a CUDA context on each GPU in every torchrun process."""
+    from rs2sam2.train import capture_rng_state, restore_rng_state
+
+    asked, restored = [], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("asked every GPU"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("set every GPU"))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_rng_state",
+        lambda device: asked.append(str(device)) or torch.full((4,), 7, dtype=torch.uint8),
+    )
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), str(device)))
+    )
+    assert "cuda" not in capture_rng_state(torch.device("cpu")) and asked == []
+    state = capture_rng_state(torch.device("cuda", 1))
+    assert asked == ["cuda:1"] and state["cuda"].tolist() == [7] * 4
+    after = torch.rand(3)
+    restore_rng_state(state, torch.device("cuda", 1))
+    assert restored == [(7, "cuda:1")] and torch.equal(torch.rand(3), after)  # the CPU generator too
+    restore_rng_state(state, torch.device("cpu"))  # a CUDA checkpoint resumed on the CPU: no CUDA call
+    assert restored == [(7, "cuda:1")]
+    # the former format, one state per visible GPU: the device's own, or the last when there were fewer
+    legacy = {**state, "cuda": [torch.full((4,), i, dtype=torch.uint8) for i in range(2)]}
+    restore_rng_state(legacy, torch.device("cuda", 1))
+    restore_rng_state(legacy, torch.device("cuda", 3))
+    assert restored[1:] == [(1, "cuda:1"), (1, "cuda:3")]

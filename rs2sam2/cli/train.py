@@ -93,6 +93,11 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
         "weights, where the prompt generator learns nothing from the final loss alone",
     )
     g.add_argument(
+        "--pseudo-mask-kind",
+        choices=("bce_dice", "bce_softmax"),
+        help="form of the pseudo-mask loss: BCE + Dice (default), or BCE + a softmax over the 14x14 cells",
+    )
+    g.add_argument(
         "--teacher-forcing",
         type=float,
         metavar="P",

@@ -355,51 +355,89 @@ def read_manifest_samples(path: str | Path, split: str | None = None) -> list[Sa
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle references a global that is not a builtin container or scalar."""
+    """The pickle references a global that a refs file does not need, or asks for too much memory."""
 
 
-_SAFE_BUILTINS = frozenset(
-    {
-        "dict",
-        "list",
-        "tuple",
-        "set",
-        "frozenset",
-        "str",
-        "bytes",
-        "bytearray",
-        "int",
-        "float",
-        "complex",
-        "bool",
-        "slice",
-        "range",
-    }
-)
+# A refs file is a list of dicts of str / int / float / list / bytes (RRSIS-D's refs(unc).p is ~10 MB);
+# pickle opcodes build those without naming any global. Protocols 0-2 reconstruct bytes, sets and
+# frozensets through a global; those are the only ones handed out, each wrapped so that its arguments can
+# only be values already built from the file: ``bytearray(1_500_000_000)`` from a 40-byte pickle is refused.
+MAX_REFS_FILE_BYTES = 1 << 30
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, (str, bytes, bytearray, list, tuple, set, frozenset, dict))
+
+
+def _safe_bytes(kind: type) -> Any:
+    def build(*args: Any) -> Any:
+        if not args or (_sized(args[0]) and all(isinstance(a, str) for a in args[1:])):
+            return kind(*args)
+        raise UnsafePickleError(
+            f"refusing {kind.__name__}({type(args[0]).__name__}, …) in the refs pickle: only a copy of a "
+            "value stored in the file is allowed (an integer argument would allocate that many bytes)"
+        )
+
+    return build
+
+
+def _safe_container(kind: type) -> Any:
+    def build(*args: Any) -> Any:
+        if not args or (len(args) == 1 and isinstance(args[0], (list, tuple, set, frozenset))):
+            return kind(*args)
+        raise UnsafePickleError(
+            f"refusing {kind.__name__}() of a {type(args[0]).__name__} in the refs pickle"
+        )
+
+    return build
+
+
+def _safe_encode(text: Any, encoding: str = "utf-8", *rest: Any) -> bytes:
+    """``_codecs.encode`` as protocols 0-2 use it for ``bytes``: latin-1 of a stored string (same length)."""
+    if isinstance(text, str) and encoding in ("latin1", "latin-1") and not rest:
+        return text.encode("latin1")
+    raise UnsafePickleError("refusing _codecs.encode other than latin-1 of a string in the refs pickle")
+
+
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _safe_encode,
+    ("builtins", "bytes"): _safe_bytes(bytes),
+    ("builtins", "bytearray"): _safe_bytes(bytearray),
+    ("builtins", "set"): _safe_container(set),
+    ("builtins", "frozenset"): _safe_container(frozenset),
+}
+_SAFE_GLOBALS |= {("__builtin__", name): f for (m, name), f in list(_SAFE_GLOBALS.items()) if m == "builtins"}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-            return super().find_class(module, name)
-        if (module, name) == ("_codecs", "encode"):  # how protocols 0-2 store ``bytes`` (a pure function)
-            return super().find_class(module, name)
+        found = _SAFE_GLOBALS.get((module, name))
+        if found is not None:
+            return found
         raise UnsafePickleError(
             f"refusing to unpickle global '{module}.{name}': the refs pickle may only contain builtin "
             "containers and scalars"
         )
 
 
-def safe_pickle_load(path: str | Path) -> Any:
-    """Unpickle a file allowing only builtin containers / scalars (no code execution).
+def safe_pickle_load(path: str | Path, max_bytes: int = MAX_REFS_FILE_BYTES) -> Any:
+    """Unpickle a refs file, allowing only builtin containers and scalars (no code execution, no
+    allocation beyond what the file holds).
 
-    The only non-type global accepted is ``_codecs.encode``, which pickle protocols 0–2 use to store
-    ``bytes`` objects (a pure function).
+    Containers, strings, numbers, ``None`` and booleans come from pickle opcodes; the only globals
+    accepted are the few that protocols 0–2 use to store ``bytes``, ``bytearray``, ``set`` and
+    ``frozenset``, and only as copies of values read from the file. Files over ``max_bytes`` are refused
+    before reading.
 
     Raises:
-        UnsafePickleError: when the pickle names any other global (the message names it).
+        UnsafePickleError: when the pickle names any other global, calls an allowed one with anything but
+            a stored value, or the file is too large (the message says which).
     """
-    data = Path(path).read_bytes()
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UnsafePickleError(f"{path.name} is {size:,} bytes; a refs pickle may be at most {max_bytes:,}")
+    data = path.read_bytes()
     return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 

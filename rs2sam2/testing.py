@@ -1,0 +1,95 @@
+"""What tests and benchmarks need from the package: decompression-bomb files, small on disk.
+
+Each writer streams its compressed data, so making a bomb never holds its decoded size in memory.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def _deflate_zeros(n_bytes: int, row: bytes | None = None, rows: int = 0) -> bytes:
+    """zlib stream of ``n_bytes`` zero bytes (or of ``rows`` copies of ``row``)."""
+    c = zlib.compressobj(9)
+    parts = []
+    if row is not None:
+        block = row * max(1, _CHUNK // len(row))
+        per = len(block) // len(row)
+        for start in range(0, rows, per):
+            parts.append(c.compress(block[: len(row) * min(per, rows - start)]))
+    else:
+        zeros = bytes(_CHUNK)
+        for start in range(0, n_bytes, _CHUNK):
+            parts.append(c.compress(zeros[: min(_CHUNK, n_bytes - start)]))
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+def palette_png_bomb(path: str | Path, width: int = 13000, height: int = 13000) -> Path:
+    """A valid 1-bit palette PNG of ``width`` × ``height`` black pixels (13000² is about 20 KB on disk;
+    PIL decodes it to one byte per pixel, and to four as RGB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes((width + 7) // 8)  # filter byte + packed 1-bit indices
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 3, 0, 0, 0)  # bit depth 1, colour type 3 (palette)
+    body = chunk(b"IHDR", ihdr) + chunk(b"PLTE", b"\x00\x00\x00\xff\xff\xff")
+    body += chunk(b"IDAT", _deflate_zeros(0, row=row, rows=height)) + chunk(b"IEND", b"")
+    path = Path(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def multipage_tiff_bomb(path: str | Path, pages: int = 64, width: int = 8000, height: int = 8000) -> Path:
+    """A valid little-endian TIFF of ``pages`` 8-bit grey pages of ``width`` × ``height`` zeros, all
+    pointing at one shared deflate strip (64 pages of 8000² decode to 4 GB; about 64 KB on disk)."""
+    strip = _deflate_zeros(width * height)
+    n_tags = 9
+    ifd_size = 2 + 12 * n_tags + 4
+    data_offset = 8
+    first_ifd = data_offset + len(strip) + (len(strip) & 1)
+    out = bytearray(b"II*\x00" + struct.pack("<I", first_ifd))
+    out += strip + b"\x00" * (len(strip) & 1)
+    for i in range(pages):
+        here = first_ifd + i * ifd_size
+        nxt = here + ifd_size if i + 1 < pages else 0
+        tags = [  # (tag, type, count, value): type 3 SHORT, 4 LONG
+            (256, 4, 1, width),
+            (257, 4, 1, height),
+            (258, 3, 1, 8),
+            (259, 3, 1, 8),  # Adobe deflate
+            (262, 3, 1, 1),  # BlackIsZero
+            (273, 4, 1, data_offset),
+            (277, 3, 1, 1),
+            (278, 4, 1, height),
+            (279, 4, 1, len(strip)),
+        ]
+        out += struct.pack("<H", n_tags)
+        for tag, kind, count, value in tags:
+            packed = struct.pack("<HI", value, 0)[:4] if kind == 3 else struct.pack("<I", value)
+            out += struct.pack("<HHI", tag, kind, count) + packed
+        out += struct.pack("<I", nxt)
+    path = Path(path)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def jpeg_header_bomb(path: str | Path, width: int = 60000, height: int = 60000) -> Path:
+    """A small JPEG whose frame header (SOF0) declares ``width`` × ``height`` pixels."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 60)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path = Path(path)
+    path.write_bytes(bytes(data))
+    return path
