@@ -682,9 +682,10 @@ def test_session_state_holds_no_native_size_arrays(predictor, tmp_path):
 
 
 def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
+    """Resident memory of this process in MiB (``/proc/self/status``, Linux, as the suite's other memory
+    checks; psutil is not a dependency)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024.0
 
 
 def test_server_keeps_serving_under_load_and_abuse(server, predictor, zoo, tmp_path, monkeypatch):
