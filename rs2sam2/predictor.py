@@ -15,7 +15,7 @@ from .bundled import MODEL_NAME, bundled_root, default_model_dir
 from .memory import FilePages, release_cpu_memory
 from .modeling import RS2SAM2, RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
-from .threads import apply_num_threads
+from .threads import apply_num_threads, threads_for_model
 
 DEFAULT_MODEL: Path = bundled_root() / "demo" / MODEL_NAME
 """The bundled model's folder (trained on synthetic scenes): the wheel's copy, else the repository's
@@ -125,7 +125,8 @@ class RS2SAM2Predictor:
     needs a C++ compiler on the CPU): the first call of each new input shape compiles (about 100 s for
     the bundled model on 2 CPU cores), later calls are faster (see ``benchmarks/forward.py --compile``).
     ``num_threads`` sets torch's intra-op threads, process-wide (default: ``$RS2SAM2_NUM_THREADS``, else
-    torch's own; see :mod:`rs2sam2.threads` and ``benchmarks/threads.py``); ``self.num_threads`` is the
+    one thread for a small model such as the bundled one and torch's own for larger ones; see
+    :func:`rs2sam2.threads.threads_for_model` and ``benchmarks/threads.py``); ``self.num_threads`` is the
     count in effect.
     ``max_pixels``: the pixel budget of every input image, checked before decoding a file
     (:mod:`rs2sam2.pixel_budget`; ``None`` keeps the processor's: ``$RS2SAM2_MAX_PIXELS`` or 8192²).
@@ -143,7 +144,7 @@ class RS2SAM2Predictor:
         num_threads: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
-        apply_num_threads(num_threads)
+        apply_num_threads(threads_for_model(sum(p.numel() for p in model.parameters()), num_threads))
         self.num_threads = torch.get_num_threads()
         self.device = torch.device(device) if device is not None else model.device
         self.dtype = dtype or model.dtype

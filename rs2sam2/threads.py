@@ -17,6 +17,12 @@ import os
 ENV_VAR = "RS2SAM2_NUM_THREADS"
 #: Used when neither an argument nor the environment variable says; ``None`` keeps torch's default.
 DEFAULT_NUM_THREADS: int | None = None
+#: Models with fewer parameters than this run on one thread unless told otherwise
+#: (:func:`threads_for_model`): measured with ``benchmarks/threads.py`` on 2 cores, the ``tiny`` preset
+#: takes 39 ms with 1 thread and 32 ms with 2 on an idle machine, but 70 ms against 3.83 s (54× slower)
+#: while two other processes keep both cores busy. A small model gains little from a second thread and
+#: risks a lot (a shared Space, a laptop running something else).
+SMALL_MODEL_PARAMETERS = 50_000_000
 
 
 def resolve_num_threads(num_threads: int | None = None) -> int | None:
@@ -53,3 +59,14 @@ def apply_num_threads(num_threads: int | None = None) -> int | None:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def threads_for_model(num_parameters: int, num_threads: int | None = None) -> int | None:
+    """The thread count for a model of ``num_parameters``: :func:`resolve_num_threads` when the argument or
+    ``$RS2SAM2_NUM_THREADS`` says; else 1 for a small model (< :data:`SMALL_MODEL_PARAMETERS`, e.g. the
+    bundled ``tiny`` one); else :data:`DEFAULT_NUM_THREADS` (``None``: torch's default, one per core —
+    the ``official`` preset gains from every core on an idle machine)."""
+    chosen = resolve_num_threads(num_threads)
+    if chosen is not None:
+        return chosen
+    return 1 if num_parameters < SMALL_MODEL_PARAMETERS else DEFAULT_NUM_THREADS
