@@ -67,7 +67,7 @@ def model_inputs(config, batch: int, text_len: int, device: str, dtype=None, see
 
     g = torch.Generator().manual_seed(seed)
     s, u = config.image_size, config.union_encoder.img_size
-    ids = torch.randint(4, 1000, (batch, text_len), generator=g)
+    ids = torch.randint(4, min(1000, config.union_encoder.vocab_size - 1), (batch, text_len), generator=g)
     ids[:, 0], ids[:, -1] = 0, 2
     return {
         "sam_pixels": torch.randn(batch, 3, s, s, generator=g).to(device=device, dtype=dtype),
