@@ -165,19 +165,17 @@ print(json.dumps({
 """
 
 
+def _run_in(cwd: Path, env: dict, *command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` with only ``env`` (the installed copy's environment), capturing output."""
+    return subprocess.run(list(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_installed_wheel_finds_the_bundled_model_from_another_directory(installed, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = _isolated_env(installed)
-    done = subprocess.run(
-        [sys.executable, "-c", USE_THE_INSTALLED_PACKAGE],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run_in(elsewhere, env, sys.executable, "-c", USE_THE_INSTALLED_PACKAGE)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     package = installed / "rs2sam2"
@@ -192,14 +190,7 @@ def test_installed_wheel_finds_the_bundled_model_from_another_directory(installe
     # the `rs2sam2` command that pip installed with it, on a packaged example, writing here
     image = Path(out["image"])
     command = [str(installed / "bin" / "rs2sam2"), "predict", str(image), "the largest building"]
-    done = subprocess.run(
-        [*command, "--out", "mask.png", "--no-progress"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run_in(elsewhere, env, *command, "--out", "mask.png", "--no-progress")
     assert done.returncode == 0, done.stderr
     mask = np.asarray(Image.open(elsewhere / "mask.png"))
     assert mask.shape == (height, width)
