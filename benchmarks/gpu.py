@@ -307,8 +307,8 @@ def _train_entries(
     labelled with those and ``labels``; AdamW at learning rates ``lrs`` (base, BHFM + MPG)."""
     import torch
 
-    from rs2sam2.losses import build_loss
-    from rs2sam2.train import PRECISIONS
+    from rs2sam2.training.config import PRECISIONS
+    from rs2sam2.training.losses import build_loss
 
     loss_fn = build_loss("official")
     for device in devices:
@@ -346,7 +346,7 @@ def _train_entries(
 
 
 def section_train_step(ctx: Context) -> dict:
-    from rs2sam2.train import set_gradient_checkpointing
+    from rs2sam2.training.runtime import set_gradient_checkpointing
 
     model, build = _build(ctx.plan.preset, ctx.device)
     model.train()  # the official freeze policy (the model's default): SAM2 trunk and neck frozen

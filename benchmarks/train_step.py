@@ -1,7 +1,7 @@
 """Training-step time and peak memory of RS2-SAM2 (random weights, batch 1, one image + one sentence).
 
 One step = forward, the official loss (0.9·CE + 0.1·Dice + 0.2·L_tbl at S×S), backward and an AdamW step
-over the two official parameter groups — what :class:`rs2sam2.train.Trainer` does per sample. Each
+over the two official parameter groups — what :class:`rs2sam2.training.trainer.Trainer` does per sample. Each
 configuration runs in its own subprocess so that its peak RSS is its own; the RSS after building the
 model (weights only) is reported too, and the optimiser state appears at the first step. Prints one JSON
 object per configuration, then a summary table. Examples::
@@ -93,8 +93,9 @@ def run_one(
     import torch
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config
-    from rs2sam2.losses import build_loss
-    from rs2sam2.train import PRECISIONS, set_gradient_checkpointing
+    from rs2sam2.training.config import PRECISIONS
+    from rs2sam2.training.losses import build_loss
+    from rs2sam2.training.runtime import set_gradient_checkpointing
 
     torch.manual_seed(0)
     cfg = RS2SAM2Config.from_preset(preset)

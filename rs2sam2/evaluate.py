@@ -1,4 +1,4 @@
-"""Evaluation of a referring-segmentation model on a dataset split (spec §8, §10; paper Tables 1–2).
+"""Evaluation of a referring-segmentation model on a dataset split (paper Tables 1–2, their metrics).
 
 :func:`evaluate` runs the model on every sample (one sentence each) and scores it with
 :class:`~rs2sam2.metrics.MetricAccumulator`:
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .losses import pseudo_mask_separation
 from .metrics import METRIC_KEYS, MetricAccumulator, resize_mask_nearest
 
 if TYPE_CHECKING:
@@ -134,6 +134,42 @@ def metrics_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, float | int]:
     for r in rows:
         acc.add_iu(int(r["I"]), int(r["U"]), category=r.get("category"), sample_id=r.get("id"))
     return acc.compute()
+
+
+# ------------------------------------------------------------------------------ pseudo-mask diagnostics
+@torch.no_grad()
+def pseudo_mask_separation(
+    pseudo_mask: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well the pseudo-mask (B, 1, g, g) separates the referred object (B, H, W): per sample, its mean
+    probability on the target's cells and on the other cells. Returns two (B,) tensors; a sample
+    without target cells gets NaN as its on-target mean.
+
+    A generator that learns shows the first rising and the second falling; one that does not learn shows
+    both equal (the failure of training from scratch without the pseudo-mask loss).
+    """
+    p = pseudo_mask.float()  # (B, 1, g, g)
+    g = p.shape[-1]
+    # a cell is the target's when any target pixel falls in it (the pseudo-mask loss's "max" grid target)
+    t = F.adaptive_max_pool2d(target.to(p.device).float().unsqueeze(1), g).flatten(1) > 0  # (B, g·g)
+    p = p.flatten(1)  # (B, g·g)
+    fg_n, bg_n = t.sum(1), (~t).sum(1)
+    on = torch.where(fg_n > 0, (p * t).sum(1) / fg_n.clamp(min=1), torch.full_like(p[:, 0], float("nan")))
+    off = (p * ~t).sum(1) / bg_n.clamp(min=1)
+    return on, off
+
+
+def pseudo_mask_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean pseudo-mask probability on target cells and on background cells over evaluation rows that
+    carry them (``pm_target`` / ``pm_background``, from :func:`rs2sam2.evaluate.evaluate`)."""
+    on = [r["pm_target"] for r in rows if r.get("pm_target") is not None and not math.isnan(r["pm_target"])]
+    off = [r["pm_background"] for r in rows if r.get("pm_background") is not None]
+    out = {}
+    if on:
+        out["pm_target"] = float(np.mean(on))
+    if off:
+        out["pm_background"] = float(np.mean(off))
+    return out
 
 
 def _intersection_union(pred: torch.Tensor, gt: torch.Tensor) -> tuple[int, int]:

@@ -84,9 +84,9 @@ def test_copied_choices_agree_with_the_library():
     from rs2sam2.convert import _DTYPES
     from rs2sam2.data.manifest import SPLITS
     from rs2sam2.evaluate import PAPER_RESULTS, RESOLUTIONS
-    from rs2sam2.losses import LOSS_VARIANTS
     from rs2sam2.modeling.rs2sam2 import FREEZE_POLICIES
-    from rs2sam2.train import PRECISIONS, SCHEDULES
+    from rs2sam2.training.config import PRECISIONS, SCHEDULES
+    from rs2sam2.training.losses import LOSS_VARIANTS
 
     assert set(cli_train.SCHEDULES) == set(SCHEDULES)
     assert set(cli_train.PRECISIONS) == set(PRECISIONS)
@@ -99,7 +99,8 @@ def test_copied_choices_agree_with_the_library():
 
 
 def test_train_options_left_out_keep_the_train_config_defaults(tmp_path):
-    from rs2sam2.train import TrainConfig, train_config_from_args
+    from rs2sam2.cli.train import train_config_from_args
+    from rs2sam2.training.config import TrainConfig
 
     out = str(tmp_path / "run")
     args = build_parser().parse_args(["train", "--data", str(tmp_path), "--out", out])

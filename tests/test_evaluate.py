@@ -27,7 +27,7 @@ from rs2sam2.evaluate import (
 )
 from rs2sam2.processing import RS2SAM2Processor
 from rs2sam2.tokenization import make_test_tokenizer
-from rs2sam2.train import save_model_folder
+from rs2sam2.training.checkpoint import save_model_folder
 
 IMAGE_SIZE = 64
 JSON_KEYS = {"mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9", "num_samples"}

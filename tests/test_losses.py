@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from rs2sam2.losses import (
+from rs2sam2.evaluate import pseudo_mask_separation
+from rs2sam2.training.losses import (
     LossConfig,
     RS2SAM2Loss,
     boundary_loss,
@@ -19,7 +20,6 @@ from rs2sam2.losses import (
     grid_target,
     mask_gradient,
     pseudo_mask_loss,
-    pseudo_mask_separation,
 )
 
 X = [[2.0, -1.0], [0.5, 0.0]]

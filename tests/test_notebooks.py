@@ -82,7 +82,7 @@ def _random_model_folder(folder: Path) -> Path:
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config, RS2SAM2Processor
     from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
-    from rs2sam2.train import save_model_folder
+    from rs2sam2.training.checkpoint import save_model_folder
 
     config = RS2SAM2Config.from_preset("tiny")
     tokenizer_dir = make_test_tokenizer(folder / "tokenizer", vocab_size=200, model_type="bpe")

@@ -46,7 +46,7 @@ from rs2sam2.metrics import compute_metrics, iou, resize_mask_nearest
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor, to_rgb
 from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
-from rs2sam2.train import atomic_torch_save, load_checkpoint
+from rs2sam2.training.checkpoint import atomic_torch_save, load_checkpoint
 from tests.test_predict_cli import run_cli
 from tests.test_validate import make_rrsisd
 
@@ -593,7 +593,7 @@ def test_training_refuses_code_in_refs_pickle_and_corrupt_checkpoints(train_ws, 
 # ------------------------------------------------------------------------------------ training faults
 _WRITER = """
 import sys, torch
-from rs2sam2.train import atomic_torch_save
+from rs2sam2.training.checkpoint import atomic_torch_save
 for i in range(1, 10_000):
     print("writing", i, flush=True)
     atomic_torch_save({"format": 1, "i": i, "w": torch.full((4_000_000,), float(i))}, sys.argv[1])

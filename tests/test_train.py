@@ -16,24 +16,16 @@ from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2.cli import build_parser, main
+from rs2sam2.cli.train import train_config_from_args
 from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.processing import RS2SAM2Processor
 from rs2sam2.tokenization import make_test_tokenizer
-from rs2sam2.train import (
-    Collate,
-    EpochDecay,
-    TrainConfig,
-    Trainer,
-    TrainingSet,
-    load_checkpoint,
-    loss_from_config,
-    save_model_folder,
-    seed_everything,
-    set_gradient_checkpointing,
-    teacher_forcing_probability,
-    train_config_from_args,
-)
+from rs2sam2.training.checkpoint import load_checkpoint, save_model_folder, seed_everything
+from rs2sam2.training.config import EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
+from rs2sam2.training.data import Collate, TrainingSet
+from rs2sam2.training.runtime import set_gradient_checkpointing
+from rs2sam2.training.trainer import Trainer
 
 # Small enough for CPU tests: 64² SAM2 input and a text table sized to the 123-token test tokenizer.
 IMAGE_SIZE = 64
@@ -445,7 +437,7 @@ def test_pseudo_mask_training_logs_the_separation(ws, tmp_path):
 def test_checkpoint_rng_state_holds_the_training_gpu_generator_only(monkeypatch):
     """One CUDA generator state, the training device's: asking every visible GPU (the former
     ``get_rng_state_all``) created a CUDA context on each GPU in every torchrun process."""
-    from rs2sam2.train import capture_rng_state, restore_rng_state
+    from rs2sam2.training.checkpoint import capture_rng_state, restore_rng_state
 
     asked, restored = [], []
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("asked every GPU"))

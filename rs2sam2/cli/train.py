@@ -1,18 +1,30 @@
-"""``rs2sam2 train``: its arguments. The training itself is rs2sam2.train, imported when the command runs.
+"""``rs2sam2 train``: its arguments, and the run they describe (model, processor, datasets, a
+:class:`~rs2sam2.training.trainer.Trainer`). The training itself is :mod:`rs2sam2.training`, imported when
+the command runs.
 
 Options that have a TrainConfig field default to None here, which means "TrainConfig's default"
-(rs2sam2.train.train_config_from_args drops them), so the defaults live in one place.
+(:func:`train_config_from_args` drops them), so the defaults live in one place.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import PRESETS
+from ..config import PRESETS, RS2SAM2Config
 from .common import add_threads_argument
 
-# Copies of rs2sam2.train.SCHEDULES / PRECISIONS, rs2sam2.losses.LOSS_VARIANTS, FREEZE_POLICIES and
-# rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch (tests/test_cli.py checks they agree).
+if TYPE_CHECKING:
+    from ..modeling import RS2SAM2
+    from ..processing import RS2SAM2Processor
+    from ..training.config import TrainConfig
+
+# Copies of rs2sam2.training.config.SCHEDULES / PRECISIONS, rs2sam2.training.losses.LOSS_VARIANTS,
+# FREEZE_POLICIES and rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch
+# (tests/test_cli.py checks they agree).
 SCHEDULES = ("constant", "official", "paper")
 PRECISIONS = ("bf16", "fp32")
 LOSS_VARIANTS = ("differentiable", "official", "paper")
@@ -129,7 +141,111 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..train import _cli_train
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of ``rs2sam2 train``; options left out (None) keep its default."""
+    from ..training.config import TrainConfig
 
-    return _cli_train(args)
+    values = dict(
+        output_dir=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accumulation=args.grad_accumulation,
+        base_lr=args.lr,
+        fusion_lr=args.fusion_lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        decay_epochs=args.decay_epochs,
+        seed=args.seed,
+        num_workers=args.workers,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        freeze_policy=args.freeze_policy,
+        eval_every=args.eval_every,
+        eval_resolution=args.eval_resolution,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        loss=args.loss,
+        class_weights=tuple(args.class_weights) if args.class_weights else None,
+        pseudo_mask_loss=args.pseudo_mask_loss,
+        pseudo_mask_kind=args.pseudo_mask_kind,
+        teacher_forcing=args.teacher_forcing,
+        teacher_forcing_steps=args.teacher_forcing_steps,
+        occlusion=args.occlusion,
+        max_steps=args.max_steps,
+        log_every=args.log_every,
+        save_every_steps=args.save_every_steps,
+        deterministic=not args.no_deterministic,
+        progress=not args.no_progress,
+        device=args.device,
+    )
+    return TrainConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:
+    """Model and processor from the CLI arguments (seeded beforehand by the caller)."""
+    from ..modeling import RS2SAM2
+    from ..processing import RS2SAM2Processor
+
+    if args.init_from:
+        model = RS2SAM2.from_pretrained(args.init_from, subfolder=args.subfolder)
+        config = model.config
+        if args.image_size is not None and args.image_size != config.image_size:
+            raise ValueError("--image-size cannot change the architecture of an --init-from model")
+    else:
+        if args.config:
+            config = RS2SAM2Config.from_json(Path(args.config))
+        else:
+            config = RS2SAM2Config.from_preset(args.preset or "official")
+        if args.image_size is not None:
+            config = RS2SAM2Config.from_dict({**config.to_dict(), "image_size": args.image_size})
+        model = RS2SAM2(config)
+    if args.sam2_checkpoint or args.beit3_checkpoint:
+        from ..convert import load_beit3_checkpoint, load_sam2_checkpoint
+
+        if args.sam2_checkpoint:
+            print(load_sam2_checkpoint(model, args.sam2_checkpoint), file=sys.stderr)
+        if args.beit3_checkpoint:
+            print(load_beit3_checkpoint(model, args.beit3_checkpoint), file=sys.stderr)
+    if args.tokenizer:
+        return model, RS2SAM2Processor.from_pretrained(args.tokenizer, config)
+    if args.init_from:
+        return model, RS2SAM2Processor.from_pretrained(args.init_from, config, subfolder=args.subfolder)
+    raise ValueError(
+        "training needs a tokenizer: pass --tokenizer FOLDER (holding sentencepiece.bpe.model, e.g. "
+        "BEiT-3's) or --init-from a model folder that holds one"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command: join the process group under ``torchrun``, build the run, train, print the result."""
+    import torch.distributed as dist
+
+    from ..data.readers import open_dataset
+    from ..training.checkpoint import seed_everything
+    from ..training.runtime import init_distributed
+    from ..training.trainer import Trainer
+
+    config = train_config_from_args(args)
+    started = init_distributed()
+    try:
+        seed_everything(config.seed)  # the fresh model's initialisation is part of the run
+        model, processor = build_model(args)
+        data_options = {"on_error": args.on_error, "empty_masks": args.empty_masks}
+        train_set = open_dataset(args.data, config.train_split, **data_options)
+        if len(train_set) == 0:
+            print(f"error: no {config.train_split!r} samples in {args.data}", file=sys.stderr)
+            return 2
+        val_set = None
+        if config.val_split.lower() != "none":
+            val_set = open_dataset(args.data, config.val_split, **data_options)
+        trainer = Trainer(model, processor, train_set, config, val_dataset=val_set)
+        resume = None
+        if args.resume is not None:
+            resume = trainer.checkpoint_path if args.resume == "auto" else Path(args.resume)
+        result = trainer.train(resume=resume)
+        if trainer.is_main:
+            print(json.dumps({"output_dir": str(trainer.output_dir), **result}, default=str))
+        return 0
+    finally:
+        if started:
+            dist.destroy_process_group()

@@ -1,4 +1,5 @@
-"""Training losses of RS2-SAM2 (spec §6, §14.3–14.4).
+"""Training losses of RS2-SAM2: the paper's objective (cross entropy, Dice and the text-guided boundary
+loss), as the official code computes it where the two differ.
 
 The official objective (``RS2-SAM2:loss/loss.py``) on the 1024×1024 upsampled decoder logits ``x``::
 
@@ -339,24 +340,6 @@ def pseudo_mask_loss(
     inter = (p * t).flatten(1).sum(1)
     dice = (2.0 * inter + eps) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + eps)
     return bce + (1.0 - dice).mean()
-
-
-@torch.no_grad()
-def pseudo_mask_separation(pseudo_mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """How well the pseudo-mask separates the referred object: per sample, its mean probability on the
-    target's cells and on the other cells (``"max"`` grid target). Returns two (B,) tensors; a sample
-    without target cells gets NaN as its on-target mean.
-
-    A generator that learns shows the first rising and the second falling; one that does not learn shows
-    both equal (the failure of training from scratch without the pseudo-mask loss).
-    """
-    p = _as_bchw(pseudo_mask)
-    t = grid_target(target.to(p.device), p.shape[-1]).flatten(1) > 0
-    p = p.flatten(1)
-    fg_n, bg_n = t.sum(1), (~t).sum(1)
-    on = torch.where(fg_n > 0, (p * t).sum(1) / fg_n.clamp(min=1), torch.full_like(p[:, 0], float("nan")))
-    off = (p * ~t).sum(1) / bg_n.clamp(min=1)
-    return on, off
 
 
 class RS2SAM2Loss(nn.Module):
