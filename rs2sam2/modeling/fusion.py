@@ -1,4 +1,4 @@
-"""② Bidirectional Hierarchical Fusion Module, per-block layer "BL" (paper §3.2; spec §4.1).
+"""② Bidirectional Hierarchical Fusion Module, per-block layer "BL" (paper Sec. 3.2).
 
 Every Hiera block gets two adapters of hidden width ``h = int(ratio · d)``:
 

@@ -1,9 +1,11 @@
-"""② Fused image encoder: SAM2's Hiera trunk and FPN neck with a BHFM layer in every block (spec §4.1).
+"""② Fused image encoder: SAM2's Hiera trunk and FPN neck with a BHFM layer in every block (paper Sec. 3.2,
+Bidirectional Hierarchical Fusion Module: the per-block layer "BL").
 
 The trunk and neck are the ``sam2`` package's own modules, built with their constructors, so SAM2
 checkpoints load into ``trunk.*`` / ``neck.*`` by prefix. Hiera's block loop has to change (each block
 now also reads and rewrites the text stream), so :meth:`FusedImageEncoder._block` re-expresses one
 upstream ``MultiScaleBlock`` step by step around its own submodules, with the fusion layer inserted.
+The CPU inference paths in bands of rows are in :mod:`.bands`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import RS2SAM2Config
+from .bands import BandedInference, in_chunks
 from .fusion import FusionLayer
 
 
@@ -51,28 +54,19 @@ def _on_default_device(build, **kwargs) -> nn.Module:
     return module.to(device)
 
 
-class FusedImageEncoder(nn.Module):
+def hiera_pos_embed(trunk: Hiera, hw: tuple[int, int]) -> torch.Tensor:
+    """Hiera's absolute position embedding for an (h, w) token map, (1, h, w, C): the background
+    embedding ``pos_embed`` bicubically resized to (h, w) plus the window embedding ``pos_embed_window``
+    tiled over it, as SAM2's Hiera adds it after the patch embedding."""
+    window = trunk.pos_embed_window  # (1, C, ws, ws)
+    pos = F.interpolate(trunk.pos_embed, size=tuple(hw), mode="bicubic")  # (1, C, h, w)
+    pos = pos + window.tile([p // w for p, w in zip(pos.shape, window.shape)])
+    return pos.permute(0, 2, 3, 1)  # (1, h, w, C)
+
+
+class FusedImageEncoder(BandedInference, nn.Module):
     # Recompute each block's activations in the backward pass instead of storing them (training memory).
     gradient_checkpointing: bool = False
-    # At inference (no autograd, eval mode), run each windowed block on bands of window rows of about
-    # this many tokens (norm, skip projection, window attention, cross adapter, MLP + MLP adapter: see
-    # _block_in_bands), and the first FPN levels with SAM2's conv_s0/conv_s1 on bands of rows, so that no
-    # intermediate of a 1024² image's first stage exists whole (its MLP hidden layer alone: 151 MB; the
-    # 256-channel first FPN level: 64 MB). Every token is computed by the same ops as in one piece; 0
-    # turns it off. The count is for 4-byte activations; 16-bit ones get twice as many per band (the
-    # same bytes: bf16 matmuls are fast enough that smaller bands cost more in calls than they save).
-    # CPU only: on a GPU the activations are small next to its memory, and bands would turn every op
-    # into dozens of small kernel launches.
-    inference_chunk_tokens: int = 2048
-
-    def _chunk_tokens(self, x: torch.Tensor) -> int:
-        """Tokens per band at inference for activations like ``x``; 0 (one piece) while training, with
-        autograd, or off the CPU (and on ``meta``, where FLOPs are counted: the same either way)."""
-        if torch.is_grad_enabled() or self.training or not self.inference_chunk_tokens:
-            return 0
-        if x.device.type != "cpu":
-            return 0
-        return self.inference_chunk_tokens * max(1, 4 // x.dtype.itemsize)
 
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
@@ -113,15 +107,16 @@ class FusedImageEncoder(nn.Module):
     ) -> ImageEncoderOutput:
         """``pixel_values`` (B, 3, S, S); ``text`` (B, L, 256) projected union-encoder text tokens;
         ``text_padding`` (B, L) True at pad tokens (see :class:`~.fusion.CrossAdapter`);
-        ``high_res_proj``: modules that the decoder applies to the first FPN levels (SAM2's ``conv_s0``,
-        ``conv_s1``), applied here instead (see :meth:`fpn`)."""
+        ``high_res_proj``: modules for the first FPN levels (the decoder's ``conv_s0``, ``conv_s1``, wired
+        here by the model), applied here so that on the CPU those levels can be computed in bands of rows
+        (see :meth:`fpn`); their results come back as ``high_res_features``."""
         trunk = self.trunk
         x = trunk.patch_embed(pixel_values)  # (B, S/4, S/4, C)
         chunk = self._chunk_tokens(x)
         if not chunk:
-            x = x + trunk._get_pos_embed(x.shape[1:3])
+            x = x + hiera_pos_embed(trunk, x.shape[1:3])
         else:  # the patch embedding is a fresh tensor: add in place (x + p == p + x)
-            x.add_(trunk._get_pos_embed(x.shape[1:3]))
+            x.add_(hiera_pos_embed(trunk, x.shape[1:3]))
         text = text.to(x.dtype)  # the official trunk carries the text stream in its own (fp32) precision
         last = len(trunk.blocks) - 1
         stage_ends = set(trunk.stage_ends)
@@ -160,10 +155,9 @@ class FusedImageEncoder(nn.Module):
         encodings: nothing downstream reads them, and upstream keeps them in a cache (90 MB for a 1024²
         image) and copies them on every call.
 
-        ``project[i]`` (optional) is applied to level ``i`` (in its weights' dtype). At inference a level
-        that takes no top-down input and gives none is then computed as ``project[i](lateral(·))`` on
-        bands of rows, so that its 256-channel map (64 MB for a 1024² image's first level) never exists
-        whole."""
+        ``project[i]`` (optional) is applied to level ``i`` (in its weights' dtype). At CPU inference a level
+        that takes no top-down input and gives none is then computed in bands of rows
+        (:meth:`~.bands.BandedInference._level_in_bands`)."""
         neck = self.neck
         n = len(neck.convs) - 1
         project = list(project or [])
@@ -174,12 +168,7 @@ class FusedImageEncoder(nn.Module):
             conv = neck.convs[n - i]
             levels = neck.fpn_top_down_levels
             if chunk and i < len(project) and i not in levels and i - 1 not in levels:
-                out[i] = _in_chunks(
-                    lambda f, c=conv, p=project[i]: p(c(f).to(p.weight.dtype)),
-                    features[i],
-                    max(1, chunk // features[i].shape[-1]),
-                    dim=2,  # rows
-                )
+                out[i] = self._level_in_bands(conv, project[i], features[i], chunk)
                 prev = None
                 continue
             lateral = conv(features[i])
@@ -225,7 +214,7 @@ class FusedImageEncoder(nn.Module):
             hw = x.shape[1:3]
             x, pad_hw = window_partition(x, window_size)  # (B·nW, ws, ws, dim)
         if chunk_tokens and window_size > 0 and x.numel() // x.shape[-1] > chunk_tokens:
-            x = _in_chunks(block.attn, x, max(1, chunk_tokens // (window_size * window_size)))
+            x = in_chunks(block.attn, x, max(1, chunk_tokens // (window_size * window_size)))
         else:
             x = block.attn(x)
         if block.q_stride:  # q-pooling halved the map, and with it the window
@@ -244,71 +233,3 @@ class FusedImageEncoder(nn.Module):
         y = block.norm2(x)
         x = x + block.drop_path(block.mlp(y)) + fusion.adapter_scale * fusion.mlp_adapter(y)
         return x, text, weights
-
-    @staticmethod
-    def _mlp_in_place(block: MultiScaleBlock, fusion: FusionLayer, x: torch.Tensor, chunk_tokens: int):
-        """The block's MLP part at inference, ``x + mlp(y) + α·mlp_adapter(y)`` with ``y = norm2(x)``,
-        written into ``x`` (a tensor the block owns) ``chunk_tokens`` tokens at a time."""
-        rows = x.contiguous().view(-1, x.shape[-1])
-        x = rows.view(x.shape)
-        for part in rows.split(chunk_tokens):
-            y = block.norm2(part)
-            part.add_(block.mlp(y)).add_(fusion.adapter_scale * fusion.mlp_adapter(y))
-        return x
-
-    @staticmethod
-    def _block_in_bands(
-        block: MultiScaleBlock,
-        fusion: FusionLayer,
-        x: torch.Tensor,
-        text: torch.Tensor,
-        update_text: bool,
-        text_padding: torch.Tensor | None,
-        chunk_tokens: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, None] | None:
-        """Inference form of :meth:`_block` for a windowed block whose map the windows tile exactly: the
-        norm, the pooled skip projection (at a stage change), the window attention, the cross adapter
-        with the skip connection and the MLP part run on bands of whole window rows (about
-        ``chunk_tokens`` tokens of each image, at least one window row), each written into the block's
-        one output tensor. Nothing image-sized exists but the input, the output and the cross adapter's
-        ``d/4``-wide ``f``; every token goes through the same ops as in :meth:`_block`. None if the block
-        does not fit (global attention, padded windows): the caller then runs :meth:`_block`."""
-        b, h, w, _ = x.shape
-        ws = block.window_size
-        q = block.q_stride[0] if block.q_stride else 1
-        if ws == 0 or h % ws or w % ws or ws % q or (block.q_stride and block.q_stride[1] != q):
-            return None
-        rows = ws * max(1, chunk_tokens // (ws * w))  # input rows per band
-        ho, wo, ws_out = h // q, w // q, ws // q
-        out = x.new_empty(b, ho, wo, block.dim_out)
-        shortcut = x if block.dim == block.dim_out else x.new_empty(b, ho, wo, block.dim_out)
-        for r in range(0, h, rows):
-            y = block.norm1(x[:, r : r + rows])
-            n = y.shape[1] // q  # output rows of this band
-            band = slice(r // q, r // q + n)
-            if block.dim != block.dim_out:
-                shortcut[:, band] = do_pool(block.proj(y), block.pool)
-            windows, _ = window_partition(y, ws)
-            out[:, band] = window_unpartition(block.attn(windows), ws_out, (n, wo), (n, wo))
-        text = fusion.cross_adapter.forward_in_bands(
-            out, text, shortcut, rows // q, update_text=update_text, text_padding=text_padding
-        )
-        del shortcut
-        return FusedImageEncoder._mlp_in_place(block, fusion, out, chunk_tokens), text, None
-
-
-def _in_chunks(fn, x: torch.Tensor, size: int, dim: int = 0) -> torch.Tensor:
-    """``fn(x)`` for a ``fn`` that treats the slices of ``x`` along ``dim`` independently (the items of a
-    batch, the rows of a per-pixel map), computed on ``size`` slices at a time into one output tensor."""
-    out = None
-    start = 0
-    for part in x.split(size, dim=dim):
-        y = fn(part)
-        if out is None:
-            shape = list(y.shape)
-            shape[dim] = x.shape[dim]
-            out = y.new_empty(shape)
-        out.narrow(dim, start, part.shape[dim]).copy_(y)
-        start += part.shape[dim]
-        del y
-    return out

@@ -1,4 +1,4 @@
-"""③ Mask prompt generator (MPG) and the sparse token MLP (paper §3.3; spec §5).
+"""③ Mask prompt generator (MPG) and the sparse token MLP (paper Sec. 3.3, Mask Prompt Generator).
 
 From the union encoder's multimodal class token ``Vcls`` and patch tokens ``V``:
 

@@ -1,8 +1,9 @@
 """RS2-SAM2, the composition root (paper Fig. 2): ① union encoder → ③ prompts, ② fused image encoder
 → ④ SAM2 decoder. ``forward`` reads as the pipeline, one line per stage.
 
-What trains is decided in one place, :meth:`RS2SAM2.apply_freeze_policy` (spec §3), and the optimiser's
-two learning-rate groups in :meth:`RS2SAM2.parameter_groups` (spec §7).
+What trains is decided in one place, :meth:`RS2SAM2.apply_freeze_policy` (the official fine-tuning
+recipe), and the optimiser's two learning-rate groups in :meth:`RS2SAM2.parameter_groups` (paper,
+Implementation Details).
 """
 
 from __future__ import annotations
@@ -114,12 +115,15 @@ class RS2SAM2(
         padding = None
         if not attention_mask.is_meta and not bool(attention_mask.all()):
             padding = ~attention_mask.bool()
+        # The mask decoder's reductions of the first two FPN levels run inside the image encoder, which
+        # on the CPU computes those levels in bands of rows: their 256-channel maps never exist whole.
+        mask_decoder = self.sam_decoder.mask_decoder
         image = self.image_encoder(
             sam_pixels,
             text,
             output_attentions=output_attentions,
             text_padding=padding,
-            high_res_proj=self.sam_decoder.high_res_projections(),
+            high_res_proj=[mask_decoder.conv_s0, mask_decoder.conv_s1],
         )
         decoded = self.sam_decoder(
             image.fpn_features,
@@ -146,7 +150,7 @@ class RS2SAM2(
 
     # ------------------------------------------------------------------------------- what trains
     def apply_freeze_policy(self, policy: str = "official") -> None:
-        """Decide what trains. ``"official"`` (the paper's fine-tuning recipe, spec §3): SAM2's Hiera
+        """Decide what trains. ``"official"`` (the official fine-tuning recipe): SAM2's Hiera
         trunk and FPN neck frozen except the BHFM layers; the union encoder, prompt generator,
         projections, prompt encoder and mask decoder trained. ``"full"``: everything trains (training
         from scratch, e.g. the bundled synthetic-scene model, where no pretrained trunk exists)."""
@@ -172,8 +176,8 @@ class RS2SAM2(
         return [n for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefixes)]
 
     def parameter_groups(self, base_lr: float, fusion_lr: float) -> list[dict]:
-        """Two AdamW groups as the official training (spec §7): BHFM + MPG at ``fusion_lr``, the rest
-        of the trainable parameters at ``base_lr``."""
+        """Two AdamW groups as the official training (paper, Implementation Details): BHFM + MPG at
+        ``fusion_lr``, the rest of the trainable parameters at ``base_lr``."""
         high = set(self.high_lr_parameter_names())
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         return [

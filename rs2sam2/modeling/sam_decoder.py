@@ -1,4 +1,5 @@
-"""④ SAM2 prompt encoder + mask decoder with the post-encoding text fusion "BC" (spec §4.3, §5, §1).
+"""④ SAM2 prompt encoder + mask decoder with the post-encoding text fusion "BC" (paper Sec. 3.2,
+Bidirectional Hierarchical Fusion Module, and Sec. 3.3, the prompts from the Mask Prompt Generator).
 
 Steps, as the official model runs them for one image:
 
@@ -107,11 +108,6 @@ class SAMDecoder(nn.Module):
         coords = 2 * math.pi * ((2 * torch.stack([x, y], dim=-1) - 1) @ gaussian)  # (h, w, C/2)
         return torch.cat([coords.sin(), coords.cos()], dim=-1).permute(2, 0, 1).unsqueeze(0)
 
-    def high_res_projections(self) -> list[nn.Module]:
-        """SAM2's ``conv_s0`` / ``conv_s1``: the reductions of the first two FPN levels (256 → 32, 64
-        channels) for the mask decoder's upscaling path."""
-        return [self.mask_decoder.conv_s0, self.mask_decoder.conv_s1]
-
     def forward(
         self,
         fpn_features: list[torch.Tensor | None],
@@ -123,14 +119,14 @@ class SAMDecoder(nn.Module):
     ) -> DecoderOutput:
         """``fpn_features``: 3 levels (B, 256, S/4·2^-i, ·); ``text`` (B, L, 256); ``sparse_prompt``
         (B, 1, 256); ``dense_prompt`` (B, 1, S/4, S/4) probabilities. ``high_res_features``: the first two
-        levels already reduced by :meth:`high_res_projections` (the image encoder can do it without
-        keeping their 256-channel maps); ``fpn_features[:2]`` are then not read."""
+        levels already reduced by the mask decoder's ``conv_s0`` / ``conv_s1`` (256 → 32, 64 channels, for
+        its upscaling path), e.g. by the image encoder, which can do it without keeping their 256-channel
+        maps; ``fpn_features[:2]`` are then not read."""
         md = self.mask_decoder
         if high_res_features is None:
             # sam2's FPN computes its top-down path in fp32; bring every level to the decoder's dtype.
             high_res_features = [
-                proj(f.to(self.no_mem_embed.dtype))
-                for proj, f in zip(self.high_res_projections(), fpn_features)
+                proj(f.to(self.no_mem_embed.dtype)) for proj, f in zip((md.conv_s0, md.conv_s1), fpn_features)
             ]
         image = fpn_features[2].to(self.no_mem_embed.dtype)
         image = image + self.no_mem_embed.view(1, -1, 1, 1)  # (B, 256, S/16, S/16)

@@ -1,4 +1,5 @@
-"""① Union encoder: BEiT-3 multiway transformer reading image patches and text jointly (spec §2).
+"""① Union encoder: BEiT-3 multiway transformer reading image patches and text jointly
+(paper Fig. 2 and its method overview).
 
 One transformer attends over ``[CLS, 14×14 patches, L text tokens]`` at once. Projections, LayerNorms and
 FFNs exist twice ("multiway"): expert ``A`` serves the vision tokens, expert ``B`` the text tokens.

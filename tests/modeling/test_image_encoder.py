@@ -1,0 +1,80 @@
+"""The fused image encoder's own parts: Hiera's position embedding computed by us, and the model's wiring
+of the decoder's high-resolution reductions into the encoder."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sam2.modeling.backbones.hieradet import Hiera
+
+from rs2sam2 import RS2SAM2Config
+from rs2sam2.modeling.image_encoder import hiera_pos_embed
+
+from ..conftest import random_inputs
+
+
+def _embeddings(preset: str, seed: int = 0) -> tuple[SimpleNamespace, tuple[int, int]]:
+    """Random ``pos_embed`` / ``pos_embed_window`` of the shapes a preset's trunk has, and its token map."""
+    config = RS2SAM2Config.from_preset(preset)
+    h = config.hiera
+    g = torch.Generator().manual_seed(seed)
+    bkg, window = tuple(h.window_pos_embed_bkg_spatial_size), h.window_spec[0]
+    trunk = SimpleNamespace(
+        pos_embed=torch.randn(1, h.embed_dim, *bkg, generator=g),
+        pos_embed_window=torch.randn(1, h.embed_dim, window, window, generator=g),
+    )
+    side = config.image_size // 4  # Hiera's patch embedding has stride 4
+    return trunk, (side, side)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "official"])
+def test_position_embedding_equals_sam2s(preset):
+    trunk, hw = _embeddings(preset)
+    ours = hiera_pos_embed(trunk, hw)
+    assert ours.shape == (1, *hw, trunk.pos_embed.shape[1])
+    assert torch.equal(ours, Hiera._get_pos_embed(trunk, hw))
+
+
+def test_encoder_uses_its_own_position_embedding(tiny_model, tiny_config, monkeypatch):
+    """The forward never calls SAM2's private ``_get_pos_embed``, and equals the trunk's own forward."""
+    monkeypatch.setattr(Hiera, "_get_pos_embed", lambda *a: pytest.fail("called Hiera._get_pos_embed"))
+    enc = tiny_model.image_encoder.eval()
+    with torch.no_grad():
+        for p in (enc.trunk.pos_embed, enc.trunk.pos_embed_window):
+            p.normal_()
+        for layer in enc.fusion_layers:  # adapters off: the fused loop is then Hiera's own
+            for lin in [layer.cross_adapter.fc2, layer.mlp_adapter.fc2]:
+                lin.weight.zero_()
+                lin.bias.zero_()
+        x = torch.randn(1, 3, tiny_config.image_size, tiny_config.image_size)
+        ours = enc(x, torch.randn(1, 5, tiny_config.text_dim)).trunk_features
+    monkeypatch.undo()
+    with torch.no_grad():
+        upstream = enc.trunk(x)
+    for a, b in zip(ours, upstream):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_model_wires_the_decoders_high_res_reductions_into_the_encoder(tiny_model, tiny_config):
+    """The model hands the mask decoder's conv_s0/conv_s1 to the image encoder; run stage by stage without
+    them (the decoder then applies its own), the logits are the same."""
+    model = tiny_model.eval()
+    model.image_encoder.inference_chunk_tokens = 0  # one piece: the same ops in the same order
+    inputs = random_inputs(tiny_config)
+    with torch.no_grad():
+        whole = model(**inputs).logits
+        union = model.union_encoder(inputs["union_pixels"], inputs["input_ids"], inputs["attention_mask"])
+        prompts = model.prompt_generator(union.cls_token, union.patch_tokens)
+        text = model.text_proj(union.text_tokens)
+        padding = ~inputs["attention_mask"].bool()
+        image = model.image_encoder(inputs["sam_pixels"], text, text_padding=padding)
+        assert image.high_res_features is None and all(f is not None for f in image.fpn_features)
+        decoded = model.sam_decoder(
+            image.fpn_features, text, prompts.sparse_prompt, prompts.dense_prompt, text_padding=padding
+        )
+    size = inputs["sam_pixels"].shape[-2:]
+    staged = F.interpolate(decoded.low_res_logits.float(), size, mode="bilinear", align_corners=False)
+    assert torch.equal(whole, staged)
