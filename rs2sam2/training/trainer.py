@@ -58,6 +58,8 @@ class Trainer(Checkpointing):
     Under ``torchrun`` (an initialised process group) the model is wrapped in ``DistributedDataParallel``
     (``find_unused_parameters=True``: SAM2's IoU and object-score heads get no gradient), each process
     reads its ``DistributedSampler`` shard, validation is sharded and gathered, and only rank 0 writes.
+    Saving and restoring the progress (``state_dict``, ``save_checkpoint``, ``resume``) is
+    :class:`~.checkpoint.Checkpointing`'s.
 
     Args:
         model: the model (moved to the training device).
