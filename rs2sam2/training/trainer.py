@@ -1,9 +1,8 @@
-"""The training loop of RS2-SAM2 (:class:`Trainer`), single process or ``torchrun`` + DDP.
-
-One epoch: the :class:`~rs2sam2.training.data.TrainingSet` shard of this process, forward, objective and
-backward per micro-batch, an AdamW step per accumulation window, a JSON-lines record every ``log_every``
-steps; after the epoch the learning-rate schedule steps, the val split is evaluated, the best epoch is kept
-as a model folder and the checkpoint is written (the recipe: :mod:`rs2sam2.training`).
+"""The training loop of RS2-SAM2 (:class:`Trainer`), single process or ``torchrun`` + DDP (the recipe:
+:mod:`rs2sam2.training`). One epoch: this process's shard of the :class:`~.data.TrainingSet`, forward,
+objective and backward per micro-batch, an AdamW step per accumulation window, a JSON-lines record every
+``log_every`` steps; then the schedule steps, the val split is evaluated, the best epoch is kept as a
+model folder and the checkpoint is written.
 """
 
 from __future__ import annotations
@@ -58,8 +57,7 @@ class Trainer(Checkpointing):
     Under ``torchrun`` (an initialised process group) the model is wrapped in ``DistributedDataParallel``
     (``find_unused_parameters=True``: SAM2's IoU and object-score heads get no gradient), each process
     reads its ``DistributedSampler`` shard, validation is sharded and gathered, and only rank 0 writes.
-    Saving and restoring the progress (``state_dict``, ``save_checkpoint``, ``resume``) is
-    :class:`~.checkpoint.Checkpointing`'s.
+    Saving and restoring its progress (``save_checkpoint``, ``resume``) come from :class:`Checkpointing`.
 
     Args:
         model: the model (moved to the training device).
