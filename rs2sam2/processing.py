@@ -5,7 +5,7 @@ resized *without* keeping the aspect ratio (PIL bilinear, as torchvision's ``Res
 S×S for SAM2 and 224×224 for the union encoder, scaled to [0, 1] and normalised with ImageNet mean/std.
 
 Text (spec §2): XLM-R sentencepiece ids ``[<s>, …, </s>]``, right-padded with the unk id 3, attention
-mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.tokenization`).
+mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.text`).
 
 Masks: logits (B, 1, S, S) are bilinearly resized to each image's (H, W) and thresholded at
 ``config.mask_threshold`` (0.5 on the logit, the official ``argmax([1 − x, x])``).
@@ -180,7 +180,7 @@ class RS2SAM2Processor:
         self.config = config
         self.tokenizer = tokenizer
         self.max_pixels = max_pixels
-        from .tokenization import validate_tokenizer
+        from .text import validate_tokenizer
 
         u = config.union_encoder
         validate_tokenizer(
@@ -189,16 +189,32 @@ class RS2SAM2Processor:
 
     @classmethod
     def from_pretrained(
-        cls, path_or_repo: str | Path, config: RS2SAM2Config, subfolder: str | None = None
+        cls,
+        path_or_repo: str | Path,
+        config: RS2SAM2Config,
+        subfolder: str | None = None,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool | None = None,
     ) -> RS2SAM2Processor:
-        """Load the tokenizer saved with a model (local folder or Hub id) and validate it."""
-        from .tokenization import load_tokenizer
+        """Load the tokenizer saved with a model (local folder or Hub id) and validate it. ``subfolder``,
+        ``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``: where its files
+        come from, as for the model's weights (:class:`rs2sam2.weights.sources.ModelSource`)."""
+        from .text import load_tokenizer
 
         tok = load_tokenizer(
             path_or_repo,
             min_vocab_size=config.tokenizer.min_vocab_size,
             max_vocab_size=config.union_encoder.vocab_size,
             subfolder=subfolder,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
         )
         return cls(config, tok)
 
@@ -207,7 +223,7 @@ class RS2SAM2Processor:
         transformers versions do not write it themselves)."""
         import shutil
 
-        from .tokenization import SPM_FILENAME
+        from .text import SPM_FILENAME
 
         folder = Path(folder)
         self.tokenizer.save_pretrained(str(folder))
@@ -232,7 +248,7 @@ class RS2SAM2Processor:
         return sam, union, (rgb.height, rgb.width)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from .tokenization import tokenize
+        from .text import tokenize
 
         return tokenize(
             self.tokenizer,

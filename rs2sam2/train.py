@@ -54,8 +54,8 @@ from .modeling.rs2sam2 import FREEZE_POLICIES
 
 if TYPE_CHECKING:
     from .data.readers import OcclusionAugmentation
-    from .modeling import RS2SAM2
     from .processing import RS2SAM2Processor
+    from .weights.pretrained import RS2SAM2
 
 Precision = Literal["fp32", "bf16"]
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -405,7 +405,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    from .checkpoint_scan import check_declared_sizes
+    from .weights.checkpoint_scan import check_declared_sizes
 
     check_declared_sizes(path)  # DeclaredSizeError (a ValueError) before torch.load allocates
     try:
@@ -441,7 +441,7 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(tmp, processor=processor)
         else:
-            from .hub import save_pretrained
+            from .weights.hub import save_pretrained
 
             save_pretrained(model, tmp, processor=processor)
         old = folder.with_name(f".{folder.name}.old")
@@ -1022,8 +1022,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:
     """Model and processor from the CLI arguments (seeded beforehand by the caller)."""
-    from .modeling import RS2SAM2
     from .processing import RS2SAM2Processor
+    from .weights.pretrained import RS2SAM2
 
     if args.init_from:
         model = RS2SAM2.from_pretrained(args.init_from, subfolder=args.subfolder)
@@ -1039,7 +1039,7 @@ def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:
             config = RS2SAM2Config.from_dict({**config.to_dict(), "image_size": args.image_size})
         model = RS2SAM2(config)
     if args.sam2_checkpoint or args.beit3_checkpoint:
-        from .convert import load_beit3_checkpoint, load_sam2_checkpoint
+        from .weights.base_checkpoints import load_beit3_checkpoint, load_sam2_checkpoint
 
         if args.sam2_checkpoint:
             print(load_sam2_checkpoint(model, args.sam2_checkpoint), file=sys.stderr)

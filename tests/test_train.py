@@ -19,7 +19,7 @@ from rs2sam2.cli import build_parser, main
 from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.tokenization import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
 from rs2sam2.train import (
     Collate,
     EpochDecay,

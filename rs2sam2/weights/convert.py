@@ -1,38 +1,34 @@
-"""Checkpoints from elsewhere → our parameter names (spec §12): the released RS2-SAM2 weights, and the
-SAM2 / BEiT-3 base checkpoints a training run starts from.
+"""Checkpoints from elsewhere → our parameter names: the released RS2-SAM2 weights (official key names,
+``config.json`` with ``model_type: "evf"``) and the name tables the SAM2 / BEiT-3 base checkpoints use
+(loaded by :mod:`rs2sam2.weights.base_checkpoints`).
 
 Every name change is one row of a table (:data:`OFFICIAL_TO_OURS`, :data:`SAM2_TO_OURS`,
 :data:`BEIT3_TO_OURS`); every official key that has no counterpart here is in a documented drop list
-(:data:`OFFICIAL_UNUSED`, :data:`SAM2_UNUSED`). Loading is strict and loud: unknown keys, missing keys, shape
-mismatches and non-finite values raise :class:`CheckpointError` naming them. Pickled files are only read
-with ``torch.load(weights_only=True)``.
+(:data:`OFFICIAL_UNUSED`, :data:`SAM2_UNUSED`). Conversion is strict: unknown keys, missing keys and shape
+mismatches raise :class:`~rs2sam2.weights.state_dict.CheckpointError` naming them. The official model's
+parameters are those of SAM2 (paper Sec. 3.1), the Bidirectional Hierarchical Fusion Module's per-block
+layers and post-encoding fusion (Sec. 3.2), the Mask Prompt Generator (Sec. 3.3) and the BEiT-3 union encoder.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from .config import RS2SAM2Config
-from .memory import FilePages, all_finite, skip_parameter_init
+from ..config import RS2SAM2Config
+from ..memory import skip_parameter_init
+from ..modeling import RS2SAM2Model
+from .state_dict import CheckpointError, StateDict, check_state_dict, key_listing, read_keys
 
 logger = logging.getLogger("rs2sam2")
-
-StateDict = dict[str, torch.Tensor]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or whose keys, shapes or values do not fit the model."""
 
 
 # ----------------------------------------------------------------------------------------- the tables
@@ -49,7 +45,7 @@ SAM2_TO_OURS: tuple[tuple[str, str], ...] = (
 """Meta's SAM2 checkpoints (``sam2_hiera_large.pt["model"]``) → ours."""
 
 SAM2_UNUSED: tuple[str, ...] = (
-    # SAM2's video memory, never used for single images (spec §12: 157 keys in the official model).
+    # SAM2's video memory, never used for single images (157 keys in the released official checkpoint).
     "memory_attention",
     "memory_encoder",
     "obj_ptr_proj",
@@ -90,7 +86,7 @@ OFFICIAL_TO_OURS: tuple[tuple[str, str], ...] = (
     ("text_feat_linear", "text_proj"),
     ("text2one_linear", "text_weight_head"),
 )
-"""The released RS2-SAM2 ``EvfSamModel.state_dict()`` → ours (spec §12)."""
+"""The released RS2-SAM2 ``EvfSamModel.state_dict()`` → ours."""
 
 OFFICIAL_UNUSED: tuple[str, ...] = (
     *(f"visual_model.{name}" for name in SAM2_UNUSED),
@@ -148,7 +144,7 @@ def rename_key(key: str, table: tuple[tuple[str, str], ...], inverse: bool = Fal
     return None
 
 
-def _in_group(key: str, groups: Iterable[str]) -> bool:
+def in_group(key: str, groups: Iterable[str]) -> bool:
     return any(key == g or key.startswith(g + ".") for g in groups)
 
 
@@ -165,170 +161,15 @@ def to_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {official_key(k): v for k, v in state_dict.items()}
 
 
-# --------------------------------------------------------------------------------------- reading files
-def _describe_size(path: Path) -> str:
-    return f"{path.stat().st_size:,} bytes"
-
-
-def read_state_dict(path: str | Path, *, mmap: bool = True) -> StateDict:
-    """Read a ``.safetensors`` file or a pickled torch checkpoint (``weights_only=True``) on the CPU.
-
-    Containers are unwrapped: ``{"model": …}`` (SAM2, BEiT-3), ``{"module": …}`` (DeepSpeed) and
-    ``{"state_dict": …}``. Raises :class:`CheckpointError` for empty, truncated or corrupt files and for
-    pickles that hold anything but tensors and plain containers.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint file is empty (0 bytes): {path}")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    from .checkpoint_scan import DeclaredSizeError, check_declared_sizes
-
-    try:
-        check_declared_sizes(path)  # before torch.load allocates what the file declares
-    except DeclaredSizeError as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError as e:  # legacy (non-zip) pickles cannot be memory-mapped
-            if not mmap or "mmap" not in str(e):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # zip/pickle errors come in many types; all mean the same to the caller
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
-            raise CheckpointError(
-                f"{path} holds objects other than tensors; refusing to unpickle it (weights_only=True)"
-            ) from e
-        raise CheckpointError(
-            f"cannot read {path} ({_describe_size(path)}) as a torch checkpoint; is it truncated or "
-            f"corrupt? ({type(e).__name__}: {e})"
-        ) from e
-    return unwrap_state_dict(obj, str(path))
-
-
-def _read_safetensors(path: Path) -> StateDict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot read {path} ({_describe_size(path)}) as safetensors; is it truncated or corrupt? ({e})"
-        ) from e
-
-
-def read_keys(path: str | Path) -> list[str]:
-    """The tensor names stored in a checkpoint file, without reading the tensors when possible."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return list(f.keys())
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(
-                f"cannot read {path} as safetensors; is it truncated or corrupt? ({e})"
-            ) from e
-    return list(read_state_dict(path))
-
-
-_CONTAINER_KEYS = ("model", "module", "state_dict")
-
-
-def unwrap_state_dict(obj: Any, source: str) -> StateDict:
-    """The state dict inside a checkpoint container (``{"model": …}``, ``{"module": …}``, …)."""
-    if isinstance(obj, Mapping):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj)
-        for name in _CONTAINER_KEYS:
-            if isinstance(obj.get(name), Mapping):
-                return unwrap_state_dict(obj[name], source)
-    raise CheckpointError(
-        f"{source} is not a state dict: expected a mapping of names to tensors (optionally under one of "
-        f"{list(_CONTAINER_KEYS)}), got {type(obj).__name__}"
-        + (f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else "")
-    )
-
-
-# ------------------------------------------------------------------------------------- strict checks
-def _listing(keys: Iterable[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", … ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def check_state_dict(
-    expected: Mapping[str, torch.Size | tuple[int, ...]],
-    state_dict: Mapping[str, torch.Tensor],
-    source: str,
-    *,
-    renamed_from: Mapping[str, str] | None = None,
-    untranslated: Iterable[str] = (),
-) -> None:
-    """Raise :class:`CheckpointError` unless ``state_dict`` has exactly the ``expected`` keys and shapes.
-
-    ``renamed_from`` (ours → theirs) lets the message name the checkpoint's own key next to ours;
-    ``untranslated`` are checkpoint keys that no table row maps, reported as unexpected too.
-    """
-    renamed_from = renamed_from or {}
-
-    def name(k: str) -> str:
-        return f"{k} (from {renamed_from[k]})" if k in renamed_from else k
-
-    missing = set(expected) - set(state_dict)
-    unexpected = {name(k) for k in set(state_dict) - set(expected)} | set(untranslated)
-    mismatched = [
-        f"{name(k)}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k])}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != tuple(expected[k])
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {_listing(mismatched)}")
-    if problems:
-        raise CheckpointError(f"{source} does not fit the model:\n  " + "\n  ".join(problems))
-
-
-def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` if a floating-point tensor holds NaN or ±Inf (meta tensors skipped).
-
-    Tensors of a memory-mapped checkpoint are paged out again once checked (:class:`FilePages`), so the
-    check leaves resident only what a forward pass later reads (not, e.g., the whole text embedding).
-    """
-    pages = FilePages()
-    bad = []
-    for k, v in state_dict.items():
-        if v.is_floating_point() and v.device.type != "meta":
-            if not all_finite(v):
-                bad.append(k)
-            pages.release(v)
-    pages.finish()
-    if bad:
-        raise CheckpointError(
-            f"{source} has non-finite (NaN/Inf) values in {len(bad)} tensors: {_listing(bad)}"
-        )
-
-
 @functools.lru_cache(maxsize=8)
 def _expected_shapes_cached(config_json: str) -> dict[str, tuple[int, ...]]:
-    from .modeling import RS2SAM2
-
     with skip_parameter_init():
-        model = RS2SAM2(RS2SAM2Config.from_dict(json.loads(config_json)))
+        model = RS2SAM2Model(RS2SAM2Config.from_dict(json.loads(config_json)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def expected_shapes(config: RS2SAM2Config) -> dict[str, tuple[int, ...]]:
-    """Key → shape of ``RS2SAM2(config).state_dict()``, computed once per config (parameters unwritten)."""
+    """Key → shape of ``RS2SAM2Model(config).state_dict()``, once per config (parameters unwritten)."""
     return dict(_expected_shapes_cached(config.to_json()))
 
 
@@ -342,7 +183,7 @@ def strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
         if len(with_prefix) != len(state_dict):
             others = [k for k in state_dict if not k.startswith(prefix)]
             raise CheckpointError(
-                f"only some keys carry the prefix {prefix!r}; others: {_listing(others, 5)}"
+                f"only some keys carry the prefix {prefix!r}; others: {key_listing(others, 5)}"
             )
         return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return dict(state_dict)
@@ -369,7 +210,7 @@ def convert_official_state_dict(
     dropped: list[str] = []
     unknown: list[str] = []
     for key, value in state_dict.items():
-        if _in_group(key, OFFICIAL_UNUSED):
+        if in_group(key, OFFICIAL_UNUSED):
             dropped.append(key)
             continue
         ours = rename_key(key, OFFICIAL_TO_OURS)
@@ -383,12 +224,12 @@ def convert_official_state_dict(
     if unknown:
         raise CheckpointError(
             f"{len(unknown)} official keys are neither in the mapping table nor in the drop list: "
-            f"{_listing(unknown)}"
+            f"{key_listing(unknown)}"
         )
     check_state_dict(
         expected_shapes(config), out, "the converted official checkpoint", renamed_from=renamed_from
     )
-    groups = sorted({next(g for g in OFFICIAL_UNUSED if _in_group(k, (g,))) for k in dropped})
+    groups = sorted({next(g for g in OFFICIAL_UNUSED if in_group(k, (g,))) for k in dropped})
     logger.info(
         "converted %d official keys to rs2sam2 names; dropped %d unused keys (%s)",
         len(out),
@@ -464,196 +305,3 @@ def is_official_checkpoint(folder_or_config: str | Path | Mapping[str, Any]) -> 
         if (path / name).is_file():
             return looks_official(read_keys(path / name))
     return False
-
-
-# ------------------------------------------------------------------------- base checkpoints → ours
-@dataclass
-class LoadReport:
-    """What a base-checkpoint load did.
-
-    loaded: our keys that received checkpoint values.
-    fresh: our keys the checkpoint does not provide (they keep their fresh initialisation).
-    ignored: checkpoint keys dropped on purpose (documented unused modules).
-    unexpected: checkpoint keys not understood (only with ``strict=False``; strict loading raises).
-    """
-
-    source: str
-    loaded: list[str] = field(default_factory=list)
-    fresh: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-
-    def fresh_modules(self, depth: int = 2) -> dict[str, int]:
-        """Fresh keys counted per module prefix of ``depth`` components."""
-        counts: dict[str, int] = {}
-        for k in self.fresh:
-            prefix = ".".join(k.split(".")[:depth])
-            counts[prefix] = counts.get(prefix, 0) + 1
-        return counts
-
-    def __str__(self) -> str:
-        fresh = ", ".join(f"{m} ({n})" for m, n in sorted(self.fresh_modules().items())) or "none"
-        return (
-            f"{self.source}: loaded {len(self.loaded)} tensors, ignored {len(self.ignored)} unused, "
-            f"{len(self.unexpected)} unexpected; fresh initialisation kept for: {fresh}"
-        )
-
-
-@dataclass
-class _Base:
-    state: Any
-    source: str
-    hub: dict[str, str] | None = None  # {"repo_id", "filename"} when fetched from the Hub
-
-
-def _resolve_base(path_or_state: str | Path | Mapping[str, Any], filename: str | None) -> _Base:
-    """A state dict (or container) from a mapping, file, folder or Hub repo id."""
-    if isinstance(path_or_state, Mapping):
-        return _Base(path_or_state, "the given state dict")
-    path = Path(path_or_state)
-    if path.is_file():
-        return _Base(read_state_dict(path), str(path))
-    if path.is_dir():
-        if filename is None:
-            candidates = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors"))
-            if len(candidates) != 1:
-                raise FileNotFoundError(
-                    f"{path} holds {len(candidates)} checkpoint files ({candidates}); pass filename="
-                )
-            filename = candidates[0]
-        return _Base(read_state_dict(path / filename), str(path / filename))
-    from .hub import hub_file
-
-    repo_id = str(path_or_state)
-    if filename is None:
-        from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
-
-        if repo_id not in HF_MODEL_ID_TO_FILENAMES:
-            raise FileNotFoundError(
-                f"{repo_id!r} is not a file or folder, nor a known SAM2 Hub repo; pass filename="
-            )
-        filename = HF_MODEL_ID_TO_FILENAMES[repo_id][1]
-    file = hub_file(repo_id, filename)
-    return _Base(read_state_dict(file), f"{repo_id}/{filename}", {"repo_id": repo_id, "filename": filename})
-
-
-def _load_base(
-    model: nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    source: str,
-    *,
-    table: tuple[tuple[str, str], ...],
-    unused: tuple[str, ...],
-    strict: bool,
-) -> LoadReport:
-    report = LoadReport(source)
-    ours = model.state_dict()
-    covered = tuple(dst for _, dst in table)  # our modules the table can fill
-    converted: StateDict = {}
-    renamed_from: dict[str, str] = {}
-    for key, value in state_dict.items():
-        if _in_group(key, unused):
-            report.ignored.append(key)
-            continue
-        dst = rename_key(key, table)
-        if dst is None or dst not in ours:
-            report.unexpected.append(key)
-            continue
-        converted[dst] = value
-        renamed_from[dst] = key
-    expected = {k: v.shape for k, v in ours.items() if _in_group(k, covered)}
-    if strict:
-        check_state_dict(
-            expected, converted, source, renamed_from=renamed_from, untranslated=report.unexpected
-        )
-    else:
-        present = {k: v for k, v in expected.items() if k in converted}
-        check_state_dict(present, converted, source, renamed_from=renamed_from)
-    check_finite(converted, source)
-    model.load_state_dict(converted, strict=False)
-    report.loaded = sorted(converted)
-    report.fresh = [k for k in ours if k not in converted]
-    logger.info("%s", report)
-    return report
-
-
-def load_sam2_checkpoint(
-    model: nn.Module,
-    path_or_state: str | Path | Mapping[str, Any],
-    strict: bool = True,
-    *,
-    filename: str | None = None,
-) -> LoadReport:
-    """Initialise the SAM2 parts of an :class:`~rs2sam2.RS2SAM2` from a Meta SAM2 checkpoint.
-
-    ``path_or_state``: a state dict (or ``{"model": …}``), a ``.pt`` file, a folder holding one, or a Hub
-    repo id such as ``facebook/sam2-hiera-large`` (file name from ``sam2.build_sam``'s table, or
-    ``filename``). The Hiera trunk, FPN neck, prompt encoder, mask decoder and ``no_mem_embed`` load; the
-    memory modules (:data:`SAM2_UNUSED`, plus SAM 2.1's :data:`SAM21_EXTRAS`) are ignored. With ``strict``
-    any other key, or a SAM2 key of ours left uncovered, raises; shape mismatches and non-finite values
-    always raise. A Hub source is recorded in ``model.config.base_model`` (used by compact packages).
-
-    Returns:
-        A :class:`LoadReport`; its ``fresh`` keys (BHFM layers, BC fusion, union encoder, prompt generator,
-        projections) keep their initialisation.
-    """
-    base = _resolve_base(path_or_state, filename)
-    report = _load_base(
-        model,
-        unwrap_state_dict(base.state, base.source),
-        base.source,
-        table=SAM2_TO_OURS,
-        unused=SAM2_UNUSED + SAM21_EXTRAS,
-        strict=strict,
-    )
-    if base.hub is not None and isinstance(getattr(model, "config", None), RS2SAM2Config):
-        model.config.base_model = dict(base.hub)
-    return report
-
-
-def load_beit3_checkpoint(
-    model: nn.Module,
-    path_or_state: str | Path | Mapping[str, Any],
-    strict: bool = True,
-    *,
-    filename: str | None = None,
-) -> LoadReport:
-    """Initialise the union encoder from a BEiT-3 checkpoint (``beit3_large_patch16_224.pth``).
-
-    Keys are torchscale names, with or without the ``beit3.`` prefix, optionally under ``"model"``. With
-    ``strict`` an unknown key, or a union-encoder key left uncovered, raises; shapes always must match.
-    """
-    base = _resolve_base(path_or_state, filename)
-    return _load_base(
-        model,
-        unwrap_state_dict(base.state, base.source),
-        base.source,
-        table=BEIT3_TO_OURS,
-        unused=(),
-        strict=strict,
-    )
-
-
-# --------------------------------------------------------------------------------------------- CLI
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _cli_convert(args: argparse.Namespace) -> int:
-    import sys
-
-    from .hub import convert_checkpoint
-
-    try:
-        out = convert_checkpoint(
-            args.src,
-            args.out,
-            subfolder=args.subfolder,
-            dtype=_DTYPES[args.dtype],
-            compact_base=(args.base_repo, args.base_filename) if args.compact else None,
-            config=RS2SAM2Config.from_preset(args.preset) if args.preset else None,
-        )
-    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"rs2sam2 convert: error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
