@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from PIL import Image
 
 from .config import RS2SAM2Config
 from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels
+
+if TYPE_CHECKING:
+    from .weights.sources import SourceOptions
 
 ImageInput = Image.Image | np.ndarray | str | Path
 
@@ -193,16 +196,12 @@ class RS2SAM2Processor:
         path_or_repo: str | Path,
         config: RS2SAM2Config,
         subfolder: str | None = None,
-        *,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        local_files_only: bool | None = None,
+        **where: Unpack[SourceOptions],
     ) -> RS2SAM2Processor:
-        """Load the tokenizer saved with a model (local folder or Hub id) and validate it. ``subfolder``,
-        ``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``: where its files
-        come from, as for the model's weights (:class:`rs2sam2.weights.sources.ModelSource`)."""
+        """Load the tokenizer saved with a model (local folder or Hub id) and validate it. ``subfolder``
+        and ``where`` (``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``):
+        where its files come from, as for the model's weights
+        (:class:`rs2sam2.weights.sources.SourceOptions`)."""
         from .text import load_tokenizer
 
         tok = load_tokenizer(
@@ -210,11 +209,7 @@ class RS2SAM2Processor:
             min_vocab_size=config.tokenizer.min_vocab_size,
             max_vocab_size=config.union_encoder.vocab_size,
             subfolder=subfolder,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
+            **where,
         )
         return cls(config, tok)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..weights.sources import (
     SPECIAL_TOKENS_MAP_FILENAME,
@@ -48,6 +48,7 @@ from ..weights.sources import (
     TOKENIZER_FILES,
     TOKENIZER_JSON_FILENAME,
     ModelSource,
+    SourceOptions,
 )
 from .spm_model import MODEL_BPE, SentencePieceModelInfo, check_xlmr_conventions, read_sentencepiece_model
 from .tokenizer_files import backend_json, bpe_backend_model, fairseq_vocab
@@ -61,12 +62,7 @@ def load_tokenizer(
     *,
     min_vocab_size: int,
     max_vocab_size: int | None = None,
-    subfolder: str | None = None,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    force_download: bool = False,
-    local_files_only: bool | None = None,
+    **where: Unpack[SourceOptions],
 ) -> PreTrainedTokenizerBase:
     """Load an XLM-R sentencepiece tokenizer folder the way the official code does, with checks.
 
@@ -84,12 +80,12 @@ def load_tokenizer(
         path_or_repo: Local folder or Hub repo id (``org/name``).
         min_vocab_size: Smallest acceptable ``len(tokenizer)``; catches the silent 5-token fallback.
         max_vocab_size: Largest acceptable vocabulary (the text embedding's row count), or ``None``.
-        subfolder: Folder inside ``path_or_repo`` that holds the tokenizer files.
-        revision, token, cache_dir, force_download: as for ``huggingface_hub.hf_hub_download`` (the same
-            values the weights are loaded with, so both come from one revision).
-        local_files_only: Never touch the network. ``None`` follows ``HF_HUB_OFFLINE`` /
-            ``TRANSFORMERS_OFFLINE`` as set when this is called. The hub cache is likewise read from
-            ``HF_HUB_CACHE`` / ``HF_HOME`` at call time.
+        where: Where the files come from (:class:`~rs2sam2.weights.sources.SourceOptions`, the same as
+            for the weights): ``subfolder`` (the folder inside ``path_or_repo`` that holds the tokenizer
+            files), ``revision``, ``token``, ``cache_dir``, ``force_download``, and ``local_files_only``:
+            never touch the network; ``None`` follows ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` as set
+            when this is called. The hub cache is likewise read from ``HF_HUB_CACHE`` / ``HF_HOME`` at call
+            time.
 
     Returns:
         The tokenizer (a ``transformers.XLMRobertaTokenizer``).
@@ -108,15 +104,7 @@ def load_tokenizer(
         not isinstance(max_vocab_size, int) or max_vocab_size < min_vocab_size
     ):
         raise ValueError(f"max_vocab_size must be an int >= min_vocab_size, got {max_vocab_size!r}")
-    source = ModelSource(
-        path_or_repo,
-        subfolder=subfolder,
-        revision=revision,
-        cache_dir=cache_dir,
-        force_download=force_download,
-        local_files_only=local_files_only,
-        token=token,
-    )
+    source = ModelSource(path_or_repo, **where)
 
     spm_path = source.file(SPM_FILENAME)
     json_path = source.file(TOKENIZER_JSON_FILENAME) if spm_path is None else None

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import torch
 
@@ -38,7 +38,7 @@ from ..memory import skip_parameter_init
 from .compact import COMPACT_PREFIXES, compact_state, restore_from_base
 from .convert import OFFICIAL_MODEL_TYPE, convert_official_config, convert_official_state_dict, looks_official
 from .model_card import ModelCardInfo, generate_model_card
-from .sources import CONFIG_NAME, TOKENIZER_FILES, WEIGHTS_NAME, ModelSource
+from .sources import CONFIG_NAME, TOKENIZER_FILES, WEIGHTS_NAME, ModelSource, SourceOptions
 from .state_dict import (
     DTYPE_NAMES,
     CheckpointError,
@@ -68,24 +68,20 @@ def load_pretrained(
     cls: type[nn.Module],
     path_or_repo: str | os.PathLike[str],
     *,
-    subfolder: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    force_download: bool = False,
-    local_files_only: bool | None = None,
-    token: str | bool | None = None,
     config: RS2SAM2Config | None = None,
     map_location: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     strict: bool = True,
+    **where: Unpack[SourceOptions],
 ) -> nn.Module:
     """Load a model folder (ours or the official release) from disk or the Hub (``RS2SAM2.from_pretrained``).
 
     Args:
         path_or_repo: Local folder or Hub repo id.
-        subfolder: Folder inside it (the official release has ``rrsisd`` and ``refseg``).
-        revision, cache_dir, force_download, token: as for ``huggingface_hub.hf_hub_download``.
-        local_files_only: Never touch the network; ``None`` follows ``HF_HUB_OFFLINE`` as set now.
+        where: Where its files come from (:class:`~rs2sam2.weights.sources.SourceOptions`: ``subfolder``
+            (the official release has ``rrsisd`` and ``refseg``), ``revision``, ``cache_dir``,
+            ``force_download``, ``token`` as for ``huggingface_hub.hf_hub_download``, and
+            ``local_files_only``: never touch the network; ``None`` follows ``HF_HUB_OFFLINE`` as set now).
         config: Architecture to build instead of the one the folder describes (needed only for official
             checkpoints of a non-official size, whose ``config.json`` cannot say so).
         map_location: Device of the returned model.
@@ -96,15 +92,7 @@ def load_pretrained(
         FileNotFoundError: the folder, repo, config or weights cannot be found (offline: not in the cache).
         CheckpointError: unreadable files, wrong keys or shapes, non-finite values, base checksum mismatch.
     """
-    src = ModelSource(
-        path_or_repo,
-        subfolder=subfolder,
-        revision=revision,
-        cache_dir=cache_dir,
-        force_download=force_download,
-        local_files_only=local_files_only,
-        token=token,
-    )
+    src = ModelSource(path_or_repo, **where)
     config_file = src.file(CONFIG_NAME)
     raw = read_config(config_file) if config_file is not None else None
     files = weight_files(src)
@@ -253,6 +241,16 @@ def _write_safetensors(state: StateDict, path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------- pushing
+class PushOptions(TypedDict, total=False):
+    """How :func:`push_folder` uploads (also taken by :func:`push_to_hub`)."""
+
+    private: bool | None  # create the repo as private
+    token: str | None  # Hub token (default: the cached login / HF_TOKEN)
+    commit_message: str
+    branch: str | None  # upload to this branch (default: main)
+    create_pr: bool | None  # open a pull request instead of committing
+
+
 def push_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -298,14 +296,10 @@ def push_to_hub(
     dtype: torch.dtype | None = None,
     compact: bool = False,
     card: ModelCardInfo | None = None,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload rs2sam2 model",
-    branch: str | None = None,
-    create_pr: bool | None = None,
+    **push: Unpack[PushOptions],
 ) -> str:
-    """Save the model (as :func:`save_pretrained`) into a temporary folder and upload it; see
-    ``RS2SAM2.push_to_hub``."""
+    """Save the model (as :func:`save_pretrained`) into a temporary folder and upload it (``push``: as for
+    :func:`push_folder`); see ``RS2SAM2.push_to_hub``."""
     card = card or ModelCardInfo()
     card.repo_id = card.repo_id or repo_id
     with tempfile.TemporaryDirectory(prefix="rs2sam2-push-") as tmp:
@@ -318,15 +312,7 @@ def push_to_hub(
             compact=compact,
             card=card,
         )
-        return push_folder(
-            folder,
-            repo_id,
-            private=private,
-            token=token,
-            commit_message=commit_message,
-            branch=branch,
-            create_pr=create_pr,
-        )
+        return push_folder(folder, repo_id, **push)
 
 
 # ------------------------------------------------------------------------------------------ converting

@@ -26,7 +26,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -48,8 +48,21 @@ TOKENIZER_FILES = (
 )
 """The tokenizer files of a model folder (XLM-R sentencepiece layout, see :mod:`rs2sam2.text`)."""
 
-SOURCE_OPTIONS = ("subfolder", "revision", "cache_dir", "force_download", "local_files_only", "token")
-"""Keyword arguments that say where a model id's files come from (those of :class:`ModelSource`)."""
+
+class SourceOptions(TypedDict, total=False):
+    """Where a model id's files come from: the keyword arguments of :class:`ModelSource`, taken (as
+    ``**where``) by every loader of a model id, weights and tokenizer alike."""
+
+    subfolder: str | None  # folder inside the model folder / repo (the official release: rrsisd, refseg)
+    revision: str | None  # Hub branch, tag or commit
+    cache_dir: str | os.PathLike[str] | None  # default: HF_HUB_CACHE, else HF_HOME/hub, as set now
+    force_download: bool
+    local_files_only: bool | None  # never touch the network; None: HF_HUB_OFFLINE as set now
+    token: str | bool | None  # Hub token (default: the cached login / HF_TOKEN)
+
+
+SOURCE_OPTIONS = tuple(SourceOptions.__annotations__)
+"""The names of :class:`SourceOptions`."""
 
 
 def split_source_options(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -192,23 +205,6 @@ class ModelSource:
         return path
 
 
-def hub_file(
-    repo_id: str,
-    filename: str,
-    *,
-    subfolder: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    local_files_only: bool | None = None,
-    token: str | bool | None = None,
-) -> Path:
+def hub_file(repo_id: str, filename: str, **where: Unpack[SourceOptions]) -> Path:
     """One file of a Hub repo, through the cache (``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` read now)."""
-    src = ModelSource(
-        repo_id,
-        subfolder=subfolder,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        token=token,
-    )
-    return src.require(filename)
+    return ModelSource(repo_id, **where).require(filename)
