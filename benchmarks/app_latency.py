@@ -34,7 +34,8 @@ def _random_tiny_predictor(folder: Path):
     from rs2sam2 import RS2SAM2, RS2SAM2Config
     from rs2sam2.predictor import RS2SAM2Predictor
     from rs2sam2.processing import RS2SAM2Processor
-    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
+    from rs2sam2.text import load_tokenizer
 
     make_test_tokenizer(folder)
     cfg = RS2SAM2Config.from_preset("tiny")

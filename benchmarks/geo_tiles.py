@@ -127,7 +127,8 @@ def load_predictor(model: str | None, device: str | None) -> tuple[object, str]:
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config
     from rs2sam2.processing import RS2SAM2Processor
-    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
+    from rs2sam2.text import load_tokenizer
 
     cfg = RS2SAM2Config.from_preset("tiny")
     folder = make_test_tokenizer(tempfile.mkdtemp(prefix="rs2sam2-tok-"), vocab_size=150)

@@ -19,7 +19,7 @@ import sys
 import torch
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2.hub import COMPACT_PREFIXES
+from rs2sam2.weights.compact import COMPACT_PREFIXES
 
 _SAFETENSORS_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 VARIANTS: dict[str, tuple[torch.dtype, bool]] = {

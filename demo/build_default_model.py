@@ -76,7 +76,7 @@ def step_data(work: Path) -> None:
 def step_tokenizer(work: Path) -> None:
     from rs2sam2 import RS2SAM2Config
     from rs2sam2.data.synthetic import expression_vocabulary
-    from rs2sam2.tokenization import load_tokenizer, train_sentencepiece_tokenizer
+    from rs2sam2.text import load_tokenizer, train_sentencepiece_tokenizer
 
     folder = train_sentencepiece_tokenizer(expression_vocabulary(), work / "tokenizer", 384, model_type="bpe")
     tokenizer = load_tokenizer(folder, min_vocab_size=300)
@@ -239,7 +239,7 @@ def _breakdown_markdown(breakdown: dict) -> str:
 
 def step_package(work: Path) -> None:
     from rs2sam2 import RS2SAM2, RS2SAM2Processor
-    from rs2sam2.hub import Evaluation, ModelCardInfo
+    from rs2sam2.weights.model_card import Evaluation, ModelCardInfo
 
     test = json.loads((work / "test.json").read_text())
     blind = json.loads((work / "test_shuffled.json").read_text())

@@ -9,7 +9,7 @@ __all__ = ["RS2SAM2", "RS2SAM2Config", "RS2SAM2Output", "RS2SAM2Processor", "RS2
 # Imported on first use: the model pulls in torch and sam2, the processor and predictor transformers / PIL,
 # and ``import rs2sam2.cli`` (the command, its --help) needs none of them.
 _LAZY = {
-    "RS2SAM2": ".modeling",
+    "RS2SAM2": ".weights.pretrained",
     "RS2SAM2Output": ".modeling",
     "RS2SAM2Processor": ".processing",
     "RS2SAM2Predictor": ".predictor",

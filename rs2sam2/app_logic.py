@@ -30,11 +30,11 @@ from PIL import Image
 
 from . import visualize as vis
 from .app_policy import REFUSED_MESSAGE, DeploymentPolicy, ModelRefused, policy_from_env, scrub_paths
-from .bundled import bundled_root, default_model_dir, examples_file
 from .pixel_budget import ENV_VAR as PIXELS_ENV
 from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels, resolve_max_pixels
 from .predictor import Prediction, RS2SAM2Predictor
 from .processing import load_image, to_rgb
+from .weights.bundled import bundled_root, default_model_dir, examples_file
 
 logger = logging.getLogger("rs2sam2.app")
 
@@ -463,7 +463,7 @@ def token_strings(predictor: RS2SAM2Predictor, text: str) -> list[str]:
 def text_notes(predictor: RS2SAM2Predictor, text: str, tokens: Sequence[str]) -> list[str]:
     """What the model could not read of the expression: the part beyond its text length, or every word
     (when no token of ``tokens`` — the attended ones, ``<s> … </s>`` — is more than a word boundary)."""
-    from .tokenization import clean_text
+    from .text import clean_text
 
     notes = []
     limit = predictor.processor.max_text_tokens
@@ -637,9 +637,9 @@ def stage_event(state: dict[str, Any] | None, stage: int, token_choice: str | No
 
 
 def load_examples(path: str | Path | None = None) -> list[list[str]]:
-    """``[[image path, expression], …]`` from ``demo/examples.json`` (default: :func:`~rs2sam2.bundled.
-    examples_file`; relative image paths are relative to the folder holding ``demo/``); entries whose image
-    is missing are skipped, and a missing or malformed file gives none."""
+    """``[[image path, expression], …]`` from ``demo/examples.json`` (default:
+    :func:`~rs2sam2.weights.bundled.examples_file`; relative image paths are relative to the folder holding
+    ``demo/``); entries whose image is missing are skipped, and a missing or malformed file gives none."""
     root = bundled_root()
     path = Path(examples_file() if path is None else path)
     try:

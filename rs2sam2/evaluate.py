@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from .metrics import METRIC_KEYS, MetricAccumulator, resize_mask_nearest
 
 if TYPE_CHECKING:
-    from .modeling import RS2SAM2
     from .processing import RS2SAM2Processor
+    from .weights.pretrained import RS2SAM2
 
 Resolution = Literal["official", "native"]
 RESOLUTIONS: tuple[str, ...] = ("official", "native")

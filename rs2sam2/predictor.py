@@ -11,16 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bundled import MODEL_NAME, bundled_root, default_model_dir
 from .memory import FilePages, release_cpu_memory
-from .modeling import RS2SAM2, RS2SAM2Output
+from .modeling import RS2SAM2Output
 from .processing import ImageInput, RS2SAM2Processor
 from .threads import apply_num_threads, threads_for_model
+from .weights.bundled import MODEL_NAME, bundled_root, default_model_dir
+from .weights.pretrained import RS2SAM2
+from .weights.sources import split_source_options
 
 DEFAULT_MODEL: Path = bundled_root() / "demo" / MODEL_NAME
 """The bundled model's folder (trained on synthetic scenes): the wheel's copy, else the repository's
-``demo/``. ``from_pretrained()`` without a model loads :func:`rs2sam2.bundled.default_model_dir`, which
-``RS2SAM2_DEFAULT_MODEL`` overrides."""
+``demo/``. ``from_pretrained()`` without a model loads
+:func:`rs2sam2.weights.bundled.default_model_dir`, which ``RS2SAM2_DEFAULT_MODEL`` overrides."""
 QUANTIZATIONS = ("int8",)
 """Values of ``quantize=``: ``"int8"`` = dynamic int8 quantisation of every ``nn.Linear`` (CPU)."""
 
@@ -174,17 +176,20 @@ class RS2SAM2Predictor:
         **kwargs,
     ) -> RS2SAM2Predictor:
         """Load a model folder or Hub repo (ours or the official release); default: the folder named by
-        ``RS2SAM2_DEFAULT_MODEL``, else the bundled model (:mod:`rs2sam2.bundled`).
+        ``RS2SAM2_DEFAULT_MODEL``, else the bundled model (:mod:`rs2sam2.weights.bundled`).
 
         ``quantize="int8"``, ``compile``, ``num_threads``, ``max_pixels``: see the class docstring. Other
-        keyword arguments go to :meth:`RS2SAM2.from_pretrained`.
+        keyword arguments go to :meth:`RS2SAM2.from_pretrained`; those that say where the files come from
+        (``subfolder``, ``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``)
+        reach the weights and the tokenizer alike, so both come from the same place and revision.
         """
         check_quantize(quantize, device, dtype)  # before loading the weights
         apply_num_threads(num_threads)  # loading (casts, quantisation) runs on these threads too
         source = default_model_dir() if path_or_repo is None else path_or_repo
+        where, rest = split_source_options({**kwargs, "subfolder": subfolder})
         # cast while loading: a memory-mapped fp32 checkpoint is converted tensor by tensor, never whole
-        model = RS2SAM2.from_pretrained(source, subfolder=subfolder, dtype=dtype, **kwargs)
-        processor = RS2SAM2Processor.from_pretrained(source, model.config, subfolder=subfolder)
+        model = RS2SAM2.from_pretrained(source, dtype=dtype, **where, **rest)
+        processor = RS2SAM2Processor.from_pretrained(source, model.config, **where)
         return cls(
             model,
             processor,

@@ -5,7 +5,7 @@ resized *without* keeping the aspect ratio (PIL bilinear, as torchvision's ``Res
 S×S for SAM2 and 224×224 for the union encoder, scaled to [0, 1] and normalised with ImageNet mean/std.
 
 Text (spec §2): XLM-R sentencepiece ids ``[<s>, …, </s>]``, right-padded with the unk id 3, attention
-mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.tokenization`).
+mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.text`).
 
 Masks: logits (B, 1, S, S) are bilinearly resized to each image's (H, W) and thresholded at
 ``config.mask_threshold`` (0.5 on the logit, the official ``argmax([1 − x, x])``).
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from PIL import Image
 
 from .config import RS2SAM2Config
 from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels
+
+if TYPE_CHECKING:
+    from .weights.sources import SourceOptions
 
 ImageInput = Image.Image | np.ndarray | str | Path
 
@@ -180,7 +183,7 @@ class RS2SAM2Processor:
         self.config = config
         self.tokenizer = tokenizer
         self.max_pixels = max_pixels
-        from .tokenization import validate_tokenizer
+        from .text import validate_tokenizer
 
         u = config.union_encoder
         validate_tokenizer(
@@ -189,16 +192,24 @@ class RS2SAM2Processor:
 
     @classmethod
     def from_pretrained(
-        cls, path_or_repo: str | Path, config: RS2SAM2Config, subfolder: str | None = None
+        cls,
+        path_or_repo: str | Path,
+        config: RS2SAM2Config,
+        subfolder: str | None = None,
+        **where: Unpack[SourceOptions],
     ) -> RS2SAM2Processor:
-        """Load the tokenizer saved with a model (local folder or Hub id) and validate it."""
-        from .tokenization import load_tokenizer
+        """Load the tokenizer saved with a model (local folder or Hub id) and validate it. ``subfolder``
+        and ``where`` (``revision``, ``token``, ``cache_dir``, ``force_download``, ``local_files_only``):
+        where its files come from, as for the model's weights
+        (:class:`rs2sam2.weights.sources.SourceOptions`)."""
+        from .text import load_tokenizer
 
         tok = load_tokenizer(
             path_or_repo,
             min_vocab_size=config.tokenizer.min_vocab_size,
             max_vocab_size=config.union_encoder.vocab_size,
             subfolder=subfolder,
+            **where,
         )
         return cls(config, tok)
 
@@ -207,7 +218,7 @@ class RS2SAM2Processor:
         transformers versions do not write it themselves)."""
         import shutil
 
-        from .tokenization import SPM_FILENAME
+        from .text import SPM_FILENAME
 
         folder = Path(folder)
         self.tokenizer.save_pretrained(str(folder))
@@ -232,7 +243,7 @@ class RS2SAM2Processor:
         return sam, union, (rgb.height, rgb.width)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from .tokenization import tokenize
+        from .text import tokenize
 
         return tokenize(
             self.tokenizer,

@@ -1,10 +1,13 @@
-"""What tests and benchmarks need from the package: decompression-bomb files, small on disk.
+"""What tests and benchmarks need from the package: decompression-bomb files, small on disk, and a tiny
+tokenizer trained on a remote-sensing style corpus.
 
-Each writer streams its compressed data, so making a bomb never holds its decoded size in memory.
+Each bomb writer streams its compressed data, so making a bomb never holds its decoded size in memory.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -93,3 +96,86 @@ def jpeg_header_bomb(path: str | Path, width: int = 60000, height: int = 60000) 
     path = Path(path)
     path.write_bytes(bytes(data))
     return path
+
+
+# ------------------------------------------------------------------------------------------ tiny tokenizer
+_COLOURS = ("white", "red", "blue", "green", "gray", "dark", "black", "yellow", "orange", "brown", "silver")
+_SIZES = ("large", "small", "big", "tiny", "long", "round", "square", "rectangular", "narrow", "wide")
+_OBJECTS = (
+    "storage tank", "ship", "airplane", "vehicle", "bridge", "harbor", "tennis court", "baseball field",
+    "basketball court", "ground track field", "windmill", "chimney", "dam", "stadium", "train station",
+    "overpass", "golf field", "airport", "expressway service area", "expressway toll station", "building",
+    "roof", "swimming pool", "parking lot", "roundabout", "helicopter", "boat", "truck", "container",
+    "warehouse", "greenhouse", "soccer field", "wind turbine", "oil tank", "pier", "crane",
+)  # fmt: skip
+_STATES = ("parked", "docked", "moored", "located", "standing", "lying", "sitting", "placed")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "last")
+_DIRECTIONS = (
+    "top",
+    "bottom",
+    "left",
+    "right",
+    "upper left",
+    "lower right",
+    "north",
+    "south",
+    "east",
+    "west",
+)
+_LANDMARKS = (
+    "the road", "the river", "the runway", "the coast", "the parking lot", "the field", "the dam",
+    "the highway", "the lake", "the forest", "the railway", "the canal", "the beach", "the shadow",
+)  # fmt: skip
+_RELATIONS = (
+    "closest to {landmark}",
+    "next to {landmark}",
+    "on the {direction} of the image",
+    "in the {direction} corner",
+    "at the {direction}",
+    "near {landmark}",
+    "far from {landmark}",
+    "in the middle",
+    "between {landmark} and the {object}",
+    "above the {object}",
+    "below the {object}",
+    "{state} beside {landmark}",
+    "{state} along {landmark}",
+    "surrounded by trees",
+    "with a shadow pointing {direction}",
+)
+
+
+def remote_sensing_corpus(n: int = 400, seed: int = 0) -> list[str]:
+    """Generate ``n`` deterministic referring expressions in the style of remote sensing datasets."""
+    rng = random.Random(seed)
+    phrases: list[str] = []
+    for _ in range(n):
+        obj = rng.choice(_OBJECTS)
+        relation = rng.choice(_RELATIONS).format(
+            landmark=rng.choice(_LANDMARKS),
+            direction=rng.choice(_DIRECTIONS),
+            object=rng.choice(_OBJECTS),
+            state=rng.choice(_STATES),
+        )
+        style = rng.randrange(3)
+        if style == 0:
+            phrase = f"the {rng.choice(_COLOURS)} {obj} {relation}"
+        elif style == 1:
+            phrase = f"the {rng.choice(_ORDINALS)} {obj} from the {rng.choice(_DIRECTIONS)}"
+        else:
+            phrase = f"the {rng.choice(_SIZES)} {rng.choice(_COLOURS)} {obj} {relation}"
+        phrases.append(phrase)
+    return phrases
+
+
+def make_test_tokenizer(
+    out_dir: str | os.PathLike[str], vocab_size: int = 128, *, model_type: str = "unigram"
+) -> Path:
+    """Train a tiny tokenizer on :func:`remote_sensing_corpus` and save it to ``out_dir`` (well under 2 s).
+
+    The folder is laid out like a released checkpoint's; ``len(load_tokenizer(out_dir, ...))`` is
+    ``vocab_size + 3``. ``vocab_size`` can be at most 170 (unigram) or 871 (bpe) for this corpus.
+    """
+    from .text import train_sentencepiece_tokenizer
+
+    return train_sentencepiece_tokenizer(remote_sensing_corpus(), out_dir, vocab_size, model_type=model_type)

@@ -128,7 +128,8 @@ def tiny_predictor(tmp_path_factory):
     """A randomly initialised tiny RS2-SAM2 with a test tokenizer."""
     from rs2sam2.predictor import RS2SAM2Predictor
     from rs2sam2.processing import RS2SAM2Processor
-    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
+    from rs2sam2.text import load_tokenizer
 
     cfg = RS2SAM2Config.from_preset("tiny")
     folder = make_test_tokenizer(tmp_path_factory.mktemp("tok"), vocab_size=150)

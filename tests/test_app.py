@@ -18,7 +18,8 @@ from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2 import app_logic as logic
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.text import load_tokenizer
 from rs2sam2.visualize import decode_rle
 
 EXPRESSION = "the red roof of the large building"
@@ -298,7 +299,7 @@ def test_unknown_model_gives_a_readable_error(predictor, example, tmp_path, monk
 
 
 def test_missing_bundled_model_is_explained(monkeypatch, tmp_path):
-    from rs2sam2 import bundled
+    from rs2sam2.weights import bundled
 
     monkeypatch.delenv(bundled.MODEL_ENV, raising=False)
     monkeypatch.setattr(bundled, "PACKAGED_ROOT", tmp_path / "package")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rs2sam2.checkpoint_scan import DeclaredSizeError, check_declared_sizes, declared_bytes
-from rs2sam2.convert import CheckpointError, read_state_dict
 from rs2sam2.training.checkpoint import load_checkpoint
+from rs2sam2.weights.checkpoint_scan import DeclaredSizeError, check_declared_sizes, declared_bytes
+from rs2sam2.weights.state_dict import CheckpointError, read_state_dict
 
 STATE = {"a": torch.zeros(100, 10), "b": torch.ones(7, dtype=torch.float16), "c": torch.arange(5)}
 STATE_BYTES = 100 * 10 * 4 + 7 * 2 + 5 * 8

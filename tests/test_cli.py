@@ -81,12 +81,12 @@ def test_help_texts_are_plain_prose():
 
 
 def test_copied_choices_agree_with_the_library():
-    from rs2sam2.convert import _DTYPES
     from rs2sam2.data.manifest import SPLITS
     from rs2sam2.evaluate import PAPER_RESULTS, RESOLUTIONS
     from rs2sam2.modeling.rs2sam2 import FREEZE_POLICIES
     from rs2sam2.training.config import PRECISIONS, SCHEDULES
     from rs2sam2.training.losses import LOSS_VARIANTS
+    from rs2sam2.weights.state_dict import DTYPES as _DTYPES
 
     assert set(cli_train.SCHEDULES) == set(SCHEDULES)
     assert set(cli_train.PRECISIONS) == set(PRECISIONS)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config, RS2SAM2Predictor, RS2SAM2Processor
-from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.text import load_tokenizer
 
 pytestmark = pytest.mark.skipif(
     shutil.which("g++") is None, reason="Inductor on the CPU needs a C++ compiler"

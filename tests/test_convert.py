@@ -1,4 +1,4 @@
-"""Official RS2-SAM2 checkpoints and SAM2 / BEiT-3 base checkpoints → our names (rs2sam2.convert).
+"""Official RS2-SAM2 checkpoints and SAM2 / BEiT-3 base checkpoints → our names (rs2sam2.weights.convert).
 
 Every checkpoint here is made by the test in the real on-disk formats: the official key names come from the
 spec's manifest (all 2,853 keys) or from inverting the mapping table on a tiny model; SAM2 checkpoints come
@@ -17,18 +17,17 @@ import torch
 from safetensors.torch import save_file
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2.convert import (
+from rs2sam2.weights.base_checkpoints import load_beit3_checkpoint, load_sam2_checkpoint
+from rs2sam2.weights.convert import (
     OFFICIAL_UNUSED,
-    CheckpointError,
     convert_official_config,
     convert_official_state_dict,
     expected_shapes,
     is_official_checkpoint,
-    load_beit3_checkpoint,
-    load_sam2_checkpoint,
     official_key,
     to_official_state_dict,
 )
+from rs2sam2.weights.state_dict import CheckpointError
 
 MANIFEST_CANDIDATES = (
     Path(__file__).parent / "data" / "official_state_dict_keys.tsv",
@@ -105,7 +104,7 @@ def write_official_folder(
     if config:
         (folder / "config.json").write_text(json.dumps(OFFICIAL_CONFIG, indent=2))
     if tokenizer:
-        from rs2sam2.tokenization import make_test_tokenizer
+        from rs2sam2.testing import make_test_tokenizer
 
         make_test_tokenizer(folder, vocab_size=120)
     return folder
@@ -386,7 +385,7 @@ def test_meta_sam2_checkpoint_loads_strictly(tmp_path, hiera_t_model, sam2_confi
 
 
 def test_sam2_checkpoint_is_strict(tiny_model):
-    from rs2sam2.convert import SAM2_TO_OURS, rename_key
+    from rs2sam2.weights.convert import SAM2_TO_OURS, rename_key
 
     sam2 = {
         rename_key(k, SAM2_TO_OURS, inverse=True): v.clone()
@@ -433,7 +432,7 @@ def test_beit3_checkpoint(tmp_path, tiny_model, prefix):
 
 
 def test_truncated_and_foreign_pickles(tmp_path, tiny_model):
-    from rs2sam2.convert import read_state_dict
+    from rs2sam2.weights.state_dict import read_state_dict
 
     path = tmp_path / "sam2.pt"
     torch.save({"model": {"no_mem_embed": torch.zeros(1, 1, 32)}}, path)

@@ -26,7 +26,7 @@ from rs2sam2.evaluate import (
     metrics_from_rows,
 )
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.tokenization import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
 from rs2sam2.training.checkpoint import save_model_folder
 
 IMAGE_SIZE = 64

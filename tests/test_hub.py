@@ -1,6 +1,6 @@
-"""Model folders and the Hub (rs2sam2.hub): save → load round trips, compact packages, offline resolution
-from a test-made Hugging Face cache, bad inputs, the model card, and push_to_hub through huggingface_hub's
-real upload code against a Hub-compatible server on loopback."""
+"""Model folders and the Hub (rs2sam2.weights.hub): save → load round trips, compact packages, offline
+resolution from a test-made Hugging Face cache, bad inputs, the model card, and push_to_hub through
+huggingface_hub's real upload code against a Hub-compatible server on loopback."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ from safetensors.torch import load_file, save_file
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2.cli import build_parser, main
-from rs2sam2.convert import SAM2_TO_OURS, CheckpointError, load_sam2_checkpoint, rename_key
-from rs2sam2.hub import COMPACT_PREFIXES, Evaluation, ModelCardInfo, generate_model_card, tensor_sha256
+from rs2sam2.weights.base_checkpoints import load_sam2_checkpoint
+from rs2sam2.weights.compact import COMPACT_PREFIXES, tensor_sha256
+from rs2sam2.weights.convert import SAM2_TO_OURS, rename_key
+from rs2sam2.weights.model_card import Evaluation, ModelCardInfo, generate_model_card
+from rs2sam2.weights.state_dict import CheckpointError
 
 from .conftest import random_inputs
 from .test_convert import official_state_dict, write_official_folder
@@ -119,7 +122,7 @@ def test_bf16_package_is_half_the_size_and_close(tmp_path, tiny_model):
 
 def test_save_with_processor_and_load_the_predictor_offline(tmp_path, tiny_model, offline_cache):
     from rs2sam2 import RS2SAM2Predictor, RS2SAM2Processor
-    from rs2sam2.tokenization import make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
 
     tok_dir = make_test_tokenizer(tmp_path / "tok", vocab_size=120)
     processor = RS2SAM2Processor.from_pretrained(tok_dir, tiny_model.config)
@@ -575,7 +578,7 @@ def fake_hub(monkeypatch):
 
 def test_push_to_hub_uploads_a_loadable_package(tmp_path, tiny_model, fake_hub):
     from rs2sam2 import RS2SAM2Processor
-    from rs2sam2.tokenization import make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
 
     processor = RS2SAM2Processor.from_pretrained(
         make_test_tokenizer(tmp_path / "tok", vocab_size=120), tiny_model.config

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from rs2sam2 import predictor as predictor_module
-from rs2sam2.convert import CheckpointError, check_finite
 from rs2sam2.memory import (
     FilePages,
     _glibc,
@@ -19,6 +18,7 @@ from rs2sam2.memory import (
     release_cpu_memory,
     skip_parameter_init,
 )
+from rs2sam2.weights.state_dict import CheckpointError, check_finite
 
 needs_glibc = pytest.mark.skipif(_glibc() is None, reason="needs glibc ≥ 2.33 (mallinfo2, malloc_trim)")
 
@@ -164,7 +164,7 @@ def test_loading_a_model_imports_neither_dynamo_nor_triton():
 
 @linux_only
 def test_casting_a_mapped_checkpoint_hands_each_source_tensor_back(tmp_path):
-    from rs2sam2.hub import _cast
+    from rs2sam2.weights.state_dict import cast_state_dict as _cast
 
     w = _mapped(tmp_path)
     out = _cast({"w": w, "steps": torch.arange(3)}, torch.bfloat16)

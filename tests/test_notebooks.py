@@ -81,7 +81,8 @@ def _random_model_folder(folder: Path) -> Path:
     import torch
 
     from rs2sam2 import RS2SAM2, RS2SAM2Config, RS2SAM2Processor
-    from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+    from rs2sam2.testing import make_test_tokenizer
+    from rs2sam2.text import load_tokenizer
     from rs2sam2.training.checkpoint import save_model_folder
 
     config = RS2SAM2Config.from_preset("tiny")

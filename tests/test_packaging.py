@@ -1,6 +1,6 @@
 """The bundled default model and the demo examples are found however rs2sam2 is installed.
 
-:mod:`rs2sam2.bundled` resolves them (``RS2SAM2_DEFAULT_MODEL`` → the wheel's copy → the repository's
+:mod:`rs2sam2.weights.bundled` resolves them (``RS2SAM2_DEFAULT_MODEL`` → the wheel's copy → the repository's
 ``demo/``); a wheel built from a copy of the repository, installed into a folder of its own, loads the model
 and segments a packaged example from another directory, through the API and through the ``rs2sam2``
 command, with nothing of the repository on the path.
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rs2sam2 import bundled
 from rs2sam2.predictor import DEFAULT_MODEL, RS2SAM2Predictor
+from rs2sam2.weights import bundled
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_WHEEL_BYTES = 25_000_000
@@ -151,7 +151,8 @@ import json, sys
 from pathlib import Path
 import numpy as np
 import rs2sam2
-from rs2sam2 import RS2SAM2Predictor, bundled
+from rs2sam2 import RS2SAM2Predictor
+from rs2sam2.weights import bundled
 from rs2sam2.app_logic import load_examples
 
 predictor = RS2SAM2Predictor.from_pretrained()

@@ -11,12 +11,12 @@ from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config, RS2SAM2Predictor, RS2SAM2Processor
 from rs2sam2.processing import load_image, stretch_to_uint8, to_rgb
-from rs2sam2.tokenization import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    from rs2sam2.tokenization import load_tokenizer
+    from rs2sam2.text import load_tokenizer
 
     folder = make_test_tokenizer(tmp_path_factory.mktemp("tok"), vocab_size=128)
     return load_tokenizer(folder, min_vocab_size=100)

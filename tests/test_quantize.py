@@ -14,7 +14,8 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2.predictor import RS2SAM2Predictor, quantize_int8
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.text import load_tokenizer
 from tests.conftest import random_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

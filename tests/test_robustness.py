@@ -41,12 +41,13 @@ from rs2sam2 import app_logic as logic
 from rs2sam2.cli import main as cli_main
 from rs2sam2.data.readers import SampleError, open_dataset
 from rs2sam2.data.synthetic import generate_dataset
-from rs2sam2.hub import TOKENIZER_FILES
 from rs2sam2.metrics import compute_metrics, iou, resize_mask_nearest
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor, to_rgb
-from rs2sam2.tokenization import load_tokenizer, make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.text import load_tokenizer
 from rs2sam2.training.checkpoint import atomic_torch_save, load_checkpoint
+from rs2sam2.weights.sources import TOKENIZER_FILES
 from tests.test_predict_cli import run_cli
 from tests.test_validate import make_rrsisd
 

@@ -1,4 +1,4 @@
-"""Tests for rs2sam2.tokenization: XLM-R sentencepiece conventions under transformers 5."""
+"""Tests for rs2sam2.text: XLM-R sentencepiece conventions under transformers 5."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from rs2sam2.tokenization import (
+from rs2sam2.testing import make_test_tokenizer, remote_sensing_corpus
+from rs2sam2.text import (
     ADDED_TOKENS_FILENAME,
     SEG_TOKEN,
     SPECIAL_TOKENS_MAP_FILENAME,
@@ -23,9 +24,7 @@ from rs2sam2.tokenization import (
     TOKENIZER_JSON_FILENAME,
     clean_text,
     load_tokenizer,
-    make_test_tokenizer,
     read_sentencepiece_model,
-    remote_sensing_corpus,
     tokenize,
     train_sentencepiece_tokenizer,
     validate_tokenizer,
@@ -504,7 +503,7 @@ def test_offline_hub_cache_in_fresh_process(fixture_dir: Path, tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
     code = (
-        "from rs2sam2.tokenization import load_tokenizer, tokenize\n"
+        "from rs2sam2.text import load_tokenizer, tokenize\n"
         "tok = load_tokenizer('org/rs2sam2-test', min_vocab_size=100)\n"
         "ids, mask = tokenize(tok, ['the ship'])\n"
         "print(len(tok), tok.pad_token_id, ids.tolist())\n"

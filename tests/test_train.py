@@ -20,7 +20,7 @@ from rs2sam2.cli.train import train_config_from_args
 from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.tokenization import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer
 from rs2sam2.training.checkpoint import load_checkpoint, save_model_folder, seed_everything
 from rs2sam2.training.config import EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
 from rs2sam2.training.data import Collate, TrainingSet

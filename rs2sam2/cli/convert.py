@@ -1,10 +1,10 @@
-"""``rs2sam2 convert``: its arguments (the conversion is rs2sam2.hub.convert_checkpoint)."""
+"""``rs2sam2 convert``: its arguments (the conversion is rs2sam2.weights.hub.convert_checkpoint)."""
 
 from __future__ import annotations
 
 import argparse
 
-DTYPES = ("bfloat16", "float16", "float32")  # the keys of rs2sam2.convert._DTYPES, without torch
+DTYPES = ("bfloat16", "float16", "float32")  # the keys of rs2sam2.weights.state_dict.DTYPES, without torch
 
 
 def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,26 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..convert import _cli_convert
+    import sys
 
-    return _cli_convert(args)
+    from ..config import RS2SAM2Config
+    from ..weights.hub import convert_checkpoint
+    from ..weights.pretrained import RS2SAM2
+    from ..weights.state_dict import DTYPES as TORCH_DTYPES
+    from ..weights.state_dict import CheckpointError
+
+    try:
+        out = convert_checkpoint(
+            RS2SAM2,
+            args.src,
+            args.out,
+            subfolder=args.subfolder,
+            dtype=TORCH_DTYPES[args.dtype],
+            compact_base=(args.base_repo, args.base_filename) if args.compact else None,
+            config=RS2SAM2Config.from_preset(args.preset) if args.preset else None,
+        )
+    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as e:
+        print(f"rs2sam2 convert: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0

@@ -1,4 +1,4 @@
-"""``rs2sam2 push``: its arguments (the upload is rs2sam2.hub.push_folder)."""
+"""``rs2sam2 push``: its arguments (the upload is rs2sam2.weights.hub.push_folder)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..hub import _cli_push
+    import sys
 
-    return _cli_push(args)
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..weights.hub import push_folder
+
+    try:
+        url = push_folder(args.folder, args.repo_id, private=args.private or None, token=args.token)
+    except (FileNotFoundError, ValueError, HfHubHTTPError) as e:
+        print(f"rs2sam2 push: error: {e}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0

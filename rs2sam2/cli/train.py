@@ -18,9 +18,9 @@ from ..config import PRESETS, RS2SAM2Config
 from .common import add_threads_argument
 
 if TYPE_CHECKING:
-    from ..modeling import RS2SAM2
     from ..processing import RS2SAM2Processor
     from ..training.config import TrainConfig
+    from ..weights.pretrained import RS2SAM2
 
 # Copies of rs2sam2.training.config.SCHEDULES / PRECISIONS, rs2sam2.training.losses.LOSS_VARIANTS,
 # FREEZE_POLICIES and rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch
@@ -183,8 +183,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:
     """Model and processor from the CLI arguments (seeded beforehand by the caller)."""
-    from ..modeling import RS2SAM2
     from ..processing import RS2SAM2Processor
+    from ..weights.pretrained import RS2SAM2
 
     if args.init_from:
         model = RS2SAM2.from_pretrained(args.init_from, subfolder=args.subfolder)
@@ -200,7 +200,7 @@ def build_model(args: argparse.Namespace) -> tuple[RS2SAM2, RS2SAM2Processor]:
             config = RS2SAM2Config.from_dict({**config.to_dict(), "image_size": args.image_size})
         model = RS2SAM2(config)
     if args.sam2_checkpoint or args.beit3_checkpoint:
-        from ..convert import load_beit3_checkpoint, load_sam2_checkpoint
+        from ..weights.base_checkpoints import load_beit3_checkpoint, load_sam2_checkpoint
 
         if args.sam2_checkpoint:
             print(load_sam2_checkpoint(model, args.sam2_checkpoint), file=sys.stderr)

@@ -9,12 +9,9 @@ Implementation Details).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..config import RS2SAM2Config
@@ -54,18 +51,9 @@ class RS2SAM2Output:
     fusion_attentions: list[torch.Tensor] | None = field(default=None)
 
 
-class RS2SAM2(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="rs2sam2",
-    license="apache-2.0",
-    pipeline_tag="image-segmentation",
-    repo_url="https://github.com/rongfu-dsb/RS2-SAM2",
-    paper_url="https://arxiv.org/abs/2503.07266",
-    tags=["rs2sam2", "referring-image-segmentation", "remote-sensing", "sam2", "beit-3"],
-):
-    """RS2-SAM2. Hub integration (``from_pretrained``, ``save_pretrained``, ``push_to_hub``) is
-    implemented in :mod:`rs2sam2.hub`; the methods below only forward to it."""
+class RS2SAM2Model(nn.Module):
+    """RS2-SAM2, the math only. The public class :class:`rs2sam2.RS2SAM2` adds the Hub integration
+    (``from_pretrained``, ``save_pretrained``, ``push_to_hub``; :mod:`rs2sam2.weights.pretrained`)."""
 
     def __init__(self, config: RS2SAM2Config) -> None:
         super().__init__()
@@ -192,51 +180,3 @@ class RS2SAM2(
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
-
-    # ------------------------------------------------------------------ Hub integration (rs2sam2/hub.py)
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> RS2SAM2:
-        """Load a model folder or Hub repo: ours, or the official release (converted on the fly).
-
-        Strict: missing/unexpected keys, shape mismatches and NaN/Inf weights raise. Keyword arguments
-        (``subfolder``, ``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``config``,
-        ``map_location``, ``dtype``, ``strict``) are those of :func:`rs2sam2.hub.load_pretrained`.
-        """
-        from ..hub import load_pretrained
-
-        return load_pretrained(cls, pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> RS2SAM2:
-        # The mixin's loading hook; ``from_pretrained`` above does not go through it.
-        from ..hub import load_pretrained
-
-        kwargs.pop("config", None)  # the mixin passes config.json's raw dict; the folder is re-read
-        return load_pretrained(cls, model_id, **kwargs)
-
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:  # type: ignore[override]
-        """Write ``config.json``, ``model.safetensors``, the tokenizer (``processor=`` / ``tokenizer=``) and
-        a model card. Options (``dtype``, ``compact``, ``card``): :func:`rs2sam2.hub.save_pretrained`."""
-        from ..hub import save_pretrained
-
-        return save_pretrained(self, save_directory, **kwargs)
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        # The mixin's saving hook, for callers that use the mixin's own machinery.
-        from ..hub import save_pretrained
-
-        save_pretrained(self, save_directory)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:  # type: ignore[override]
-        """Save (as :meth:`save_pretrained`) and upload to a Hub model repo; returns the commit URL.
-        Options are those of :func:`rs2sam2.hub.push_to_hub`."""
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
-
-    def generate_model_card(self, *args: Any, **kwargs: Any):
-        """The model card :meth:`save_pretrained` writes (see :func:`rs2sam2.hub.generate_model_card`)."""
-        from ..hub import generate_model_card
-
-        n = sum(p.numel() for p in self.parameters())
-        return generate_model_card(self.config, *args, num_parameters=n, **kwargs)

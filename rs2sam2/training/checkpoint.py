@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
-    from ..modeling import RS2SAM2
     from ..processing import RS2SAM2Processor
+    from ..weights.pretrained import RS2SAM2
     from .config import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -147,7 +147,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    from ..checkpoint_scan import check_declared_sizes
+    from ..weights.checkpoint_scan import check_declared_sizes
 
     check_declared_sizes(path)  # DeclaredSizeError (a ValueError) before torch.load allocates
     try:
@@ -183,7 +183,7 @@ def save_model_folder(model: RS2SAM2, processor: RS2SAM2Processor | None, folder
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(tmp, processor=processor)
         else:
-            from ..hub import save_pretrained
+            from ..weights.hub import save_pretrained
 
             save_pretrained(model, tmp, processor=processor)
         old = folder.with_name(f".{folder.name}.old")

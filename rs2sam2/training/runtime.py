@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 if TYPE_CHECKING:
-    from ..modeling import RS2SAM2
+    from ..weights.pretrained import RS2SAM2
 
 
 def init_distributed() -> bool:

@@ -37,8 +37,8 @@ from .losses import RS2SAM2Loss, grid_target
 from .runtime import LossInputs, configure_determinism, dist_info, set_gradient_checkpointing
 
 if TYPE_CHECKING:
-    from ..modeling import RS2SAM2
     from ..processing import RS2SAM2Processor
+    from ..weights.pretrained import RS2SAM2
 
 
 #: Per-micro-batch figures summed into the log window: the loss terms, the mean IoU of the thresholded

@@ -25,9 +25,11 @@ MODEL_NAME = "rs2sam2-tiny-synthetic"
 """Folder name of the bundled default model."""
 EXAMPLES_NAME = "examples.json"
 
-PACKAGED_ROOT = Path(__file__).resolve().parent / "_bundled"
+_PACKAGE = Path(__file__).resolve().parent.parent  # rs2sam2/
+
+PACKAGED_ROOT = _PACKAGE / "_bundled"
 """Folder holding ``demo/`` inside an installed wheel."""
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+REPOSITORY_ROOT = _PACKAGE.parent
 """The repository (editable installs, the Space): ``demo/`` is next to the package."""
 
 
