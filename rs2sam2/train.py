@@ -53,7 +53,7 @@ from .metrics import resize_mask_nearest
 from .modeling.rs2sam2 import FREEZE_POLICIES
 
 if TYPE_CHECKING:
-    from .data.readers import OcclusionAugmentation
+    from .data.dataset import OcclusionAugmentation
     from .modeling import RS2SAM2
     from .processing import RS2SAM2Processor
 
@@ -629,7 +629,7 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, EpochDecay.from_config(config))
         occlusion = None
         if config.occlusion:
-            from .data.readers import OcclusionAugmentation
+            from .data.dataset import OcclusionAugmentation
 
             occlusion = OcclusionAugmentation(seed=config.seed)
         self.train_set = TrainingSet(train_dataset, processor, occlusion=occlusion, seed=config.seed)
