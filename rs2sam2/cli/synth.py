@@ -40,18 +40,16 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..data.synthetic import format_stats, generate_dataset
 
-    if args.num_images < 1:
-        print("error: --num-images must be >= 1", file=sys.stderr)
-        return 2
-    if args.size < 64:
-        print("error: --size must be >= 64", file=sys.stderr)
-        return 2
-    if args.expressions_per_image < 1:
-        print("error: --expressions-per-image must be >= 1", file=sys.stderr)
-        return 2
-    if args.seed < 0:
-        print("error: --seed must be >= 0", file=sys.stderr)
-        return 2
+    checks = (
+        (args.num_images < 1, "--num-images must be >= 1"),
+        (args.size < 64, "--size must be >= 64"),
+        (args.expressions_per_image < 1, "--expressions-per-image must be >= 1"),
+        (args.seed < 0, "--seed must be >= 0"),
+    )
+    for failed, message in checks:
+        if failed:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
     start = time.perf_counter()
     step = max(1, args.num_images // 10)
 
