@@ -30,6 +30,9 @@ from .vocabulary import _TREE_RGB, CATEGORY_TABLE, COLOURS
 
 @dataclass
 class _Placed:
+    """An object as placed, before rendering: its shape, colour, heading (degrees), shadow height, drawing
+    style and the dimensions its painter needs (``dims``)."""
+
     category: str
     shape: _Shape
     color: str | None
