@@ -30,6 +30,7 @@ from PIL import Image
 
 from . import visualize as vis
 from .app_policy import REFUSED_MESSAGE, DeploymentPolicy, ModelRefused, policy_from_env, scrub_paths
+from .data.masks import mask_to_png
 from .pixel_budget import ENV_VAR as PIXELS_ENV
 from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels, resolve_max_pixels
 from .predictor import Prediction, RS2SAM2Predictor
@@ -529,7 +530,7 @@ def _output_folder() -> Path:
 def _write_downloads(prediction: Prediction, result: dict[str, Any]) -> tuple[Path, Path]:
     folder = _output_folder()
     png = folder / "mask.png"
-    vis.mask_to_png(prediction.mask).save(png)
+    mask_to_png(prediction.mask).save(png)
     js = folder / "result.json"
     js.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return png, js

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .data.manifest import encode_rle
+from .data.masks import encode_rle, mask_area, mask_bbox
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,17 +29,12 @@ __all__ = [
     "DISPLAY_MAX_SIDE",
     "as_rgb_array",
     "colorize",
-    "decode_rle",
     "display_size",
     "downscale_for_display",
     "contrasting_color",
     "heatmap_overlay",
     "highlight_mask",
-    "mask_area",
-    "mask_bbox",
     "mask_contour",
-    "mask_to_png",
-    "mask_to_rle",
     "normalize_map",
     "overlay_mask",
     "pca_rgb",
@@ -191,41 +186,6 @@ def _dilate(mask: np.ndarray, width: int) -> np.ndarray:
     return grown
 
 
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of a boolean (H, W) mask."""
-    return encode_rle(np.asarray(mask, dtype=bool))
-
-
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """Inverse of :func:`mask_to_rle`: boolean (H, W) mask."""
-    from pycocotools import mask as mask_utils
-
-    counts = rle["counts"]
-    return mask_utils.decode(
-        {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    ).astype(bool)
-
-
-def mask_bbox(mask: np.ndarray) -> list[int]:
-    """COCO box ``[x, y, w, h]`` in pixels of the mask's tight bounding box; ``[0, 0, 0, 0]`` if empty."""
-    mask = np.asarray(mask, dtype=bool)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return [0, 0, 0, 0]
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-    return [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
-
-
-def mask_area(mask: np.ndarray) -> int:
-    """Number of foreground pixels."""
-    return int(np.count_nonzero(mask))
-
-
-def mask_to_png(mask: np.ndarray) -> Image.Image:
-    """Binary mask as an 8-bit grey PNG-ready image: 255 foreground, 0 background, native size."""
-    return Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L")
-
-
 def result_dict(prediction: Prediction, *, model_id: str, expression: str | None = None) -> dict[str, Any]:
     """JSON-able summary of a prediction: RLE mask, ``bbox`` [x, y, w, h], ``area``, ``score``,
     ``expression``, ``model_id``, ``threshold`` (plus image size and SAM2's auxiliary head outputs)."""
@@ -238,7 +198,7 @@ def result_dict(prediction: Prediction, *, model_id: str, expression: str | None
         "score": float(prediction.score),
         "area": mask_area(mask),
         "bbox": mask_bbox(mask),
-        "mask": mask_to_rle(mask),
+        "mask": encode_rle(mask),
         "iou_score": float(prediction.iou_score),
         "object_score": float(prediction.object_score),
     }

@@ -16,11 +16,11 @@ from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2 import app_logic as logic
+from rs2sam2.data.masks import decode_rle
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor
 from rs2sam2.testing import make_test_tokenizer
 from rs2sam2.text import load_tokenizer
-from rs2sam2.visualize import decode_rle
 
 EXPRESSION = "the red roof of the large building"
 

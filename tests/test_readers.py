@@ -14,22 +14,13 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from rs2sam2.data.dataset import OcclusionAugmentation, ReferringDataset
 from rs2sam2.data.manifest import read_manifest
-from rs2sam2.data.readers import (
-    OcclusionAugmentation,
-    ReferringDataset,
-    RefSegRSReader,
-    RRSISDReader,
-    Sample,
-    UnsafePickleError,
-    decode_coco_segmentation,
-    detect_layout,
-    open_dataset,
-    parse_phrase_line,
-    read_samples,
-    safe_pickle_load,
-    to_manifest,
-)
+from rs2sam2.data.masks import decode_coco_segmentation
+from rs2sam2.data.readers import detect_layout, open_dataset, read_samples, to_manifest
+from rs2sam2.data.refsegrs import RefSegRSReader, parse_phrase_line
+from rs2sam2.data.rrsisd import RRSISDReader, UnsafePickleError, safe_pickle_load
+from rs2sam2.data.samples import Sample
 
 H, W = 6, 8
 POLY_A = [0, 0, 4, 0, 4, 4, 0, 4]  # rows 0-3, cols 0-3 (16 px)

@@ -39,7 +39,8 @@ from safetensors.torch import load_file, save_file
 from rs2sam2 import RS2SAM2, RS2SAM2Config, predict_cli
 from rs2sam2 import app_logic as logic
 from rs2sam2.cli import main as cli_main
-from rs2sam2.data.readers import SampleError, open_dataset
+from rs2sam2.data.readers import open_dataset
+from rs2sam2.data.samples import SampleError
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.metrics import compute_metrics, iou, resize_mask_nearest
 from rs2sam2.predictor import RS2SAM2Predictor

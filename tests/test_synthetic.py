@@ -332,7 +332,7 @@ def test_rrsisd_layout_matches_manifest(dataset):
 
 
 def test_rrsisd_reader_reads_the_layout(dataset):
-    readers = pytest.importorskip("rs2sam2.data.readers")
+    readers = pytest.importorskip("rs2sam2.data.rrsisd")
     out, stats = dataset
     reader = readers.RRSISDReader(out / "rrsisd_layout")
     samples = reader.samples()

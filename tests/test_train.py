@@ -17,7 +17,8 @@ from PIL import Image
 from rs2sam2 import RS2SAM2, RS2SAM2Config
 from rs2sam2.cli import build_parser, main
 from rs2sam2.cli.train import train_config_from_args
-from rs2sam2.data.readers import OcclusionAugmentation, open_dataset
+from rs2sam2.data.dataset import OcclusionAugmentation
+from rs2sam2.data.readers import open_dataset
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.processing import RS2SAM2Processor
 from rs2sam2.testing import make_test_tokenizer

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from rs2sam2.cli.data import add_cli_parser, data_subcommands
-from rs2sam2.data.manifest import ManifestRecord, encode_rle, write_manifest
+from rs2sam2.data.manifest import ManifestRecord, write_manifest
+from rs2sam2.data.masks import encode_rle
 from rs2sam2.data.validate import validate_dataset
 
 FG = np.array([[0, 0, 0, 0], [0, 255, 255, 0], [0, 0, 0, 0]], np.uint8)  # (3, 4)

@@ -6,21 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rs2sam2.data.masks import decode_rle, encode_rle, mask_area, mask_bbox, mask_to_png
 from rs2sam2.predictor import Prediction
 from rs2sam2.visualize import (
     as_rgb_array,
     colorize,
     contrasting_color,
-    decode_rle,
     display_size,
     downscale_for_display,
     heatmap_overlay,
     highlight_mask,
-    mask_area,
-    mask_bbox,
     mask_contour,
-    mask_to_png,
-    mask_to_rle,
     normalize_map,
     overlay_mask,
     pca_rgb,
@@ -83,7 +79,7 @@ def test_bbox_matches_pycocotools():
 def test_rle_round_trip_and_json():
     rng = np.random.default_rng(2)
     m = rng.random((17, 23)) > 0.6
-    rle = mask_to_rle(m)
+    rle = encode_rle(m)
     assert rle["size"] == [17, 23]
     again = json.loads(json.dumps(rle))
     np.testing.assert_array_equal(decode_rle(again), m)

@@ -1,11 +1,14 @@
-"""``rs2sam2 data …``: the dataset tools' arguments (the checks are rs2sam2.data.validate)."""
+"""``rs2sam2 data …``: the dataset tools' arguments, output and exit codes (checks: rs2sam2.data.validate)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-SPLITS = ("train", "val", "test")  # rs2sam2.data.manifest.SPLITS, without importing the readers (torch)
-EXIT_USAGE = 2
+SPLITS = ("train", "val", "test")  # rs2sam2.data.manifest.SPLITS; not imported, so the parser builds fast
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def data_subcommands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -42,6 +45,20 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from ..data.validate import _run_validate
+    from ..data.validate import validate_dataset
 
-    return _run_validate(args)
+    try:
+        report = validate_dataset(args.root, args.split)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report.summary())
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+        if args.json == "-":
+            print(text)
+        else:
+            out = Path(args.json)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + "\n", encoding="utf-8")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS

@@ -1,8 +1,10 @@
-"""``rs2sam2 synth``: its arguments (the generator is rs2sam2.data.synthetic)."""
+"""``rs2sam2 synth``: its arguments, checks, progress and summary (the generator: rs2sam2.data.synthetic)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 
@@ -36,6 +38,35 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..data.synthetic import _run_cli
+    from ..data.synthetic import format_stats, generate_dataset
 
-    return _run_cli(args)
+    checks = (
+        (args.num_images < 1, "--num-images must be >= 1"),
+        (args.size < 64, "--size must be >= 64"),
+        (args.expressions_per_image < 1, "--expressions-per-image must be >= 1"),
+        (args.seed < 0, "--seed must be >= 0"),
+    )
+    for failed, message in checks:
+        if failed:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+    start = time.perf_counter()
+    step = max(1, args.num_images // 10)
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and (done % step == 0 or done == total):
+            print(f"  {done}/{total} images ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+
+    stats = generate_dataset(
+        args.out,
+        args.num_images,
+        args.seed,
+        size=args.size,
+        expressions_per_image=args.expressions_per_image,
+        write_rrsisd=not args.no_rrsisd,
+        min_target_area=args.min_target_area,
+        progress=progress,
+    )
+    print(format_stats(stats))
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0

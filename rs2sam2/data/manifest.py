@@ -7,19 +7,27 @@ Each line::
      "split": "train" | "val" | "test", "category": "vehicle" | null, "image_id": "000123"}
 
 Both benchmark readers (RRSIS-D, RefSegRS) convert to it and the synthetic generator writes it.
+:func:`read_manifest_samples` reads a manifest as :class:`~rs2sam2.data.samples.Sample` s and
+:func:`samples_to_records` turns any reader's samples into records (masks stored as COCO RLE).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .masks import decode_rle, encode_rle, read_mask_png
+from .samples import Sample
+
 SPLITS = ("train", "val", "test")
+MANIFEST_NAME = "manifest.jsonl"
 
 
 @dataclass
@@ -44,24 +52,8 @@ class ManifestRecord:
     def load_mask(self, root: str | Path) -> np.ndarray:
         """The target mask as a boolean (H, W) array."""
         if isinstance(self.mask, dict):
-            from pycocotools import mask as mask_utils
-
-            rle = dict(self.mask)
-            if isinstance(rle.get("counts"), str):
-                rle["counts"] = rle["counts"].encode("ascii")
-            return mask_utils.decode(rle).astype(bool)
-        from PIL import Image
-
-        with Image.open(Path(root) / self.mask) as im:
-            return np.asarray(im.convert("L")) > 127
-
-
-def encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE of a boolean (H, W) mask, JSON-serialisable."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+            return decode_rle(self.mask)
+        return read_mask_png(Path(root) / self.mask)
 
 
 def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestRecord]:
@@ -81,10 +73,6 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestRe
     return records
 
 
-def iter_manifest(path: str | Path) -> Iterator[ManifestRecord]:
-    yield from read_manifest(path)
-
-
 def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
     """Write records as JSONL (atomically: temporary file + rename). Returns the count."""
     path = Path(path)
@@ -97,3 +85,50 @@ def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
             n += 1
     tmp.replace(path)
     return n
+
+
+def _record_mask(record: ManifestRecord, root: Path) -> np.ndarray:
+    return record.load_mask(root)
+
+
+def sample_from_record(record: ManifestRecord, root: str | Path) -> Sample:
+    """A :class:`Sample` of a manifest record (paths relative to ``root``)."""
+    root = Path(root)
+    return Sample(
+        id=record.id,
+        image_path=record.image_path(root),
+        expression=record.expression,
+        split=record.split,
+        mask_loader=functools.partial(_record_mask, record, root),
+        category=record.category,
+        image_id=record.image_id,
+        mask_path=None if isinstance(record.mask, dict) else root / record.mask,
+    )
+
+
+def read_manifest_samples(path: str | Path, split: str | None = None) -> list[Sample]:
+    """Samples of a JSONL manifest (paths relative to its folder)."""
+    path = Path(path)
+    return [sample_from_record(r, path.parent) for r in read_manifest(path, split)]
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+    except ValueError:  # different drives (Windows)
+        return path.resolve().as_posix()
+
+
+def samples_to_records(samples: Iterable[Sample], manifest_dir: str | Path) -> Iterable[ManifestRecord]:
+    """Manifest records of samples: image paths relative to ``manifest_dir``, masks decoded, stored as RLE."""
+    manifest_dir = Path(manifest_dir)
+    for s in samples:
+        yield ManifestRecord(
+            id=s.id,
+            image=_relative(Path(s.image_path), manifest_dir),
+            expression=s.expression,
+            mask=encode_rle(s.load_mask()),
+            split=s.split,
+            category=s.category,
+            image_id=s.image_id,
+        )

@@ -1,4 +1,4 @@
-"""Dataset checks and the ``rs2sam2 data validate ROOT [--split S] [--json OUT]`` command.
+"""Dataset checks behind ``rs2sam2 data validate ROOT [--split S] [--json OUT]`` (:mod:`rs2sam2.cli.data`).
 
 :func:`validate_dataset` reads any layout :func:`rs2sam2.data.readers.detect_layout` knows (manifest,
 RRSIS-D, RefSegRS) and reports, per sample:
@@ -17,26 +17,17 @@ split).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .manifest import SPLITS
-from .readers import (
-    RefSegRSReader,
-    RRSISDReader,
-    Sample,
-    UnsafePickleError,
-    detect_layout,
-    load_rgb,
-    read_manifest_samples,
-)
-
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+from .manifest import SPLITS, read_manifest_samples
+from .readers import detect_layout
+from .refsegrs import RefSegRSReader
+from .rrsisd import RRSISDReader, UnsafePickleError
+from .samples import Sample, load_rgb
 
 
 @dataclass
@@ -201,21 +192,3 @@ def validate_dataset(root: str | Path, split: str | None = None) -> ValidationRe
     report = ValidationReport(root=str(root), layout=layout, split=split)
     samples = _read_index(report, layout, path, split)
     return validate_samples(samples, report)
-
-
-def _run_validate(args: argparse.Namespace) -> int:
-    try:
-        report = validate_dataset(args.root, args.split)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    print(report.summary())
-    if args.json:
-        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
-        if args.json == "-":
-            print(text)
-        else:
-            out = Path(args.json)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text + "\n", encoding="utf-8")
-    return EXIT_OK if report.ok else EXIT_PROBLEMS

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from ..metrics import resize_mask_nearest
 
 if TYPE_CHECKING:
-    from ..data.readers import OcclusionAugmentation
+    from ..data.dataset import OcclusionAugmentation
     from ..processing import RS2SAM2Processor
 
 

@@ -113,7 +113,7 @@ class Trainer(Checkpointing):
         self.scheduler = LambdaLR(self.optimizer, EpochDecay.from_config(config))
         occlusion = None
         if config.occlusion:
-            from ..data.readers import OcclusionAugmentation
+            from ..data.dataset import OcclusionAugmentation
 
             occlusion = OcclusionAugmentation(seed=config.seed)
         self.train_set = TrainingSet(train_dataset, processor, occlusion=occlusion, seed=config.seed)
