@@ -1,6 +1,7 @@
-"""What tests and benchmarks need from the package: decompression-bomb files, small on disk.
+"""What tests and benchmarks need from the package: decompression-bomb files (small on disk), and the demo
+app served in-process with a predictor primed in its cache.
 
-Each writer streams its compressed data, so making a bomb never holds its decoded size in memory.
+Each bomb writer streams its compressed data, so making a bomb never holds its decoded size in memory.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -93,3 +95,33 @@ def jpeg_header_bomb(path: str | Path, width: int = 60000, height: int = 60000) 
     path = Path(path)
     path.write_bytes(bytes(data))
     return path
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def register_app_predictor(model_id: str, predictor: Any) -> None:
+    """Put a ready predictor in the demo app's cache under ``model_id`` (tests and benchmarks prime it this
+    way instead of loading a model)."""
+    from .app import models
+
+    models._predictors[model_id] = predictor
+
+
+def serve_app_locally(demo: Any) -> str:
+    """Serve the Gradio ``demo`` in this process on a free port of 127.0.0.1, launched as app.py launches it
+    (tests, benchmarks); returns its URL. ``demo.close()`` stops it."""
+    import socket
+
+    from .app import LAUNCH_OPTIONS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        **LAUNCH_OPTIONS,
+    )
+    return url
