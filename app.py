@@ -31,7 +31,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 elem_id="image-file",
             )
             bands = gr.Textbox(
-                value="", label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)"
+                value="",
+                label="Bands as R,G,B, counted from 1 as in GDAL/QGIS (1-based, e.g. 3,2,1; one band: grey; "
+                "empty: the image's colours)",
             )
             expression = gr.Textbox(
                 label="Referring expression", placeholder="the large white building", elem_id="expression"
