@@ -1,7 +1,7 @@
 """RS2-SAM2 demo: type a sentence, get the mask of the object it refers to in a remote sensing image.
 
 Hugging Face Spaces entry point (``python app.py``). UI wiring only: what each event does lives in
-:mod:`rs2sam2.app_logic`, the pictures in :mod:`rs2sam2.visualize`.
+:mod:`rs2sam2.app`, the pictures in :mod:`rs2sam2.visualize`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functools
 
 import gradio as gr
 
-from rs2sam2 import app_logic as logic
+from rs2sam2 import app as logic
 
 STAGES = [(f"stage {i + 1}", i) for i in range(4)]
 DESCRIPTION = """# RS2-SAM2 · referring remote sensing image segmentation
@@ -31,7 +31,9 @@ with gr.Blocks(title="RS2-SAM2", delete_cache=(3600, 3600)) as demo:
                 elem_id="image-file",
             )
             bands = gr.Textbox(
-                value="", label="Bands as R,G,B (1-based, e.g. 3,2,1; empty: the image's colours)"
+                value="",
+                label="Bands as R,G,B, counted from 1 as in GDAL/QGIS (1-based, e.g. 3,2,1; one band: grey; "
+                "empty: the image's colours)",
             )
             expression = gr.Textbox(
                 label="Referring expression", placeholder="the large white building", elem_id="expression"

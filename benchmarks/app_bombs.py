@@ -29,17 +29,18 @@ TEXT = "the large white building"
 def serve() -> None:
     """Child: serve the app on 127.0.0.1, print its URL, run until stdin closes."""
     sys.path.insert(0, str(ROOT))
-    from rs2sam2 import app_logic
+    from rs2sam2 import app as app_logic
     from rs2sam2.predictor import DEFAULT_MODEL
+    from rs2sam2.testing import register_app_predictor, serve_app_locally
 
     if not DEFAULT_MODEL.is_dir():
         from benchmarks.app_latency import _random_tiny_predictor
 
         folder = Path(tempfile.mkdtemp(prefix="rs2sam2-bombs-"))
-        app_logic.register_predictor(app_logic.BUNDLED_MODEL_ID, _random_tiny_predictor(folder / "tok"))
+        register_app_predictor(app_logic.BUNDLED_MODEL_ID, _random_tiny_predictor(folder / "tok"))
     from app import demo
 
-    url = app_logic.serve_locally(demo)
+    url = serve_app_locally(demo)
     print(url, flush=True)
     sys.stdin.read()
     demo.close()
@@ -63,7 +64,7 @@ def _reset_peak(pid: int) -> bool:
 def make_cases(folder: Path, near_limit: bool) -> dict[str, Path]:
     from PIL import Image
 
-    from rs2sam2.app_logic import app_max_pixels
+    from rs2sam2.app import app_max_pixels
     from rs2sam2.testing import jpeg_header_bomb, multipage_tiff_bomb, palette_png_bomb
 
     cases = {
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     from gradio_client import Client, handle_file
 
-    from rs2sam2 import app_logic
+    from rs2sam2 import app as app_logic
 
     work = Path(tempfile.mkdtemp(prefix="rs2sam2-bombs-"))
     cases = make_cases(work, near_limit=not args.no_near_limit)

@@ -50,7 +50,7 @@ def _default_input(folder: Path) -> tuple[str, str]:
     import numpy as np
     from PIL import Image
 
-    from rs2sam2 import app_logic
+    from rs2sam2 import app as app_logic
 
     examples = app_logic.load_examples()
     if examples:
@@ -76,13 +76,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     from gradio_client import Client, handle_file
 
-    from rs2sam2 import app_logic
+    from rs2sam2 import app as app_logic
     from rs2sam2.predictor import DEFAULT_MODEL
+    from rs2sam2.testing import register_app_predictor, serve_app_locally
 
     work = Path(tempfile.mkdtemp(prefix="rs2sam2-bench-"))
     model = args.model or (app_logic.BUNDLED_MODEL_ID if DEFAULT_MODEL.is_dir() else RANDOM_TINY)
     if model == RANDOM_TINY:
-        app_logic.register_predictor(RANDOM_TINY, _random_tiny_predictor(work / "tokenizer"))
+        register_app_predictor(RANDOM_TINY, _random_tiny_predictor(work / "tokenizer"))
     t0 = time.perf_counter()
     predictor = app_logic.get_predictor(model)
     load_s = time.perf_counter() - t0
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from app import demo
 
-    url = app_logic.serve_locally(demo)
+    url = serve_app_locally(demo)
     try:
         client = Client(url, verbose=False)
         model_choice, custom = (

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import RS2SAM2Config
-from .pixel_budget import ImageTooLargeError, check_image_file, check_pixels
+from .images import load_image
+from .pixel_budget import check_pixels
 
 if TYPE_CHECKING:
     from .weights.sources import SourceOptions
@@ -32,47 +33,6 @@ if TYPE_CHECKING:
 ImageInput = Image.Image | np.ndarray | str | Path
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-
-
-def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
-    """Open an image file with a clear error for missing, empty, corrupt or non-image files.
-
-    The header is checked against the pixel budget first (:mod:`rs2sam2.pixel_budget`; ``max_pixels``
-    ``None``: ``$RS2SAM2_MAX_PIXELS`` or 8192²): a decompression bomb raises
-    :class:`~rs2sam2.pixel_budget.ImageTooLargeError` before any pixel is decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"image file is empty (0 bytes): {path}")
-    try:
-        check_image_file(path, max_pixels)
-    except ImageTooLargeError as e:
-        raise ImageTooLargeError(
-            f"{path.name} is too large to decode safely (a decompression bomb?): {e}"
-        ) from None
-    except (OSError, ValueError, SyntaxError):
-        pass  # not readable as an image: the decoder below says why, in its own words
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return _apply_exif_orientation(im)
-    except (Image.DecompressionBombError, OSError, SyntaxError) as e:
-        hint = ""
-        if path.suffix.lower() in (".tif", ".tiff") and "cannot identify" in str(e):
-            hint = (
-                " (PIL reads only common 1-, 3- and 4-band TIFFs; for multiband or 16-bit multi-channel "
-                "rasters read the array with tifffile or rasterio and pass it with bands=(r, g, b), or use "
-                "`rs2sam2 predict`, which reads any GDAL raster)"
-            )
-        raise ValueError(f"cannot read {path} as an image: {e}{hint}") from None
-
-
-def _apply_exif_orientation(im: Image.Image) -> Image.Image:
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(im) or im
 
 
 def stretch_to_uint8(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -108,7 +68,7 @@ def to_rgb(
     percentile-stretched per band (:func:`stretch_to_uint8`). Grayscale is repeated to three channels;
     an alpha channel is dropped. Arrays with other than 1, 3 or 4 channels need ``bands`` (0-based
     indices of the three bands to show as R, G, B). Images over the pixel budget (``max_pixels``, see
-    :func:`load_image`) raise :class:`~rs2sam2.pixel_budget.ImageTooLargeError`.
+    :func:`rs2sam2.images.load_image`) raise :class:`~rs2sam2.pixel_budget.ImageTooLargeError`.
     """
     if isinstance(image, (str, Path)):
         image = load_image(image, max_pixels)

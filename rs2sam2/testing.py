@@ -1,5 +1,6 @@
-"""What tests and benchmarks need from the package: decompression-bomb files, small on disk, and a tiny
-tokenizer trained on a remote-sensing style corpus.
+"""What tests and benchmarks need from the package: decompression-bomb files (small on disk), a tiny
+tokenizer trained on a remote-sensing style corpus, and the demo app served in-process with a predictor
+primed in its cache.
 
 Each bomb writer streams its compressed data, so making a bomb never holds its decoded size in memory.
 """
@@ -11,6 +12,7 @@ import random
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -179,3 +181,33 @@ def make_test_tokenizer(
     from .text import train_sentencepiece_tokenizer
 
     return train_sentencepiece_tokenizer(remote_sensing_corpus(), out_dir, vocab_size, model_type=model_type)
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def register_app_predictor(model_id: str, predictor: Any) -> None:
+    """Put a ready predictor in the demo app's cache under ``model_id`` (tests and benchmarks prime it this
+    way instead of loading a model)."""
+    from .app import models
+
+    models._predictors[model_id] = predictor
+
+
+def serve_app_locally(demo: Any) -> str:
+    """Serve the Gradio ``demo`` in this process on a free port of 127.0.0.1, launched as app.py launches it
+    (tests, benchmarks); returns its URL. ``demo.close()`` stops it."""
+    import socket
+
+    from .app import LAUNCH_OPTIONS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        **LAUNCH_OPTIONS,
+    )
+    return url

@@ -70,9 +70,9 @@ def served_app() -> Iterator[str]:
     """``app.demo`` served once per session on 127.0.0.1, as app.py launches it. Once: closing it deletes
     Gradio's cached copies of the examples (``delete_cache``), which a relaunch does not restore."""
     from app import demo
-    from rs2sam2 import app_logic
+    from rs2sam2.testing import serve_app_locally
 
-    url = app_logic.serve_locally(demo)
+    url = serve_app_locally(demo)
     yield url
     demo.close()
 

@@ -15,11 +15,16 @@ import torch
 from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2 import app_logic as logic
+from rs2sam2 import app as logic
+from rs2sam2.app import files as app_files
+from rs2sam2.app import handlers as app_handlers
+from rs2sam2.app import models as app_models
+from rs2sam2.app import uploads as app_uploads
 from rs2sam2.data.masks import decode_rle
+from rs2sam2.images import band_indices
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer, register_app_predictor
 from rs2sam2.text import load_tokenizer
 
 EXPRESSION = "the red roof of the large building"
@@ -67,7 +72,7 @@ def median_probability(predictor: RS2SAM2Predictor, image: str, text: str) -> fl
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Iterator[RS2SAM2Predictor]:
     p = build_tiny_predictor(tmp_path_factory.mktemp("tokenizer"))
-    logic.register_predictor(logic.BUNDLED_MODEL_ID, p)
+    register_app_predictor(logic.BUNDLED_MODEL_ID, p)
     yield p
     logic.clear_predictors()
 
@@ -85,9 +90,11 @@ def picture(path: str | None) -> np.ndarray:
 # -------------------------------------------------------------------------------------- plain inputs
 def test_parse_bands():
     assert logic.parse_bands("") is None and logic.parse_bands(None) is None
-    assert logic.parse_bands("3,2,1") == (2, 1, 0)
-    assert logic.parse_bands(" 4 3 2 ") == (3, 2, 1)
-    assert logic.parse_bands("5") == (4,)
+    # the app's parser now gives 1-based band numbers (GDAL's numbering, one parser for the package);
+    # band_indices turns them into the 0-based indices this test has always checked
+    assert band_indices(logic.parse_bands("3,2,1")) == (2, 1, 0)
+    assert band_indices(logic.parse_bands(" 4 3 2 ")) == (3, 2, 1)
+    assert band_indices(logic.parse_bands("5")) == (4,)
     with pytest.raises(gr.Error, match="whole numbers"):
         logic.parse_bands("red,green,blue")
     with pytest.raises(gr.Error, match="one band .* or three bands"):
@@ -165,13 +172,13 @@ def test_unreadable_files_give_clear_errors(tmp_path, name, content, message):
 
 
 def test_too_many_pixels_are_refused_before_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr(logic, "MAX_PIXELS", 399)
+    monkeypatch.setattr(app_uploads, "MAX_PIXELS", 399)
     Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((20, 20), np.uint16))
     for name in ("a.png", "a.tif"):
         with pytest.raises(gr.Error, match="20×20 pixels .* Crop or downscale"):
             logic.read_image(tmp_path / name)
-    monkeypatch.setattr(logic, "MAX_PIXELS", 400)
+    monkeypatch.setattr(app_uploads, "MAX_PIXELS", 400)
     assert logic.read_image(tmp_path / "a.tif").shape == (20, 20)
 
 
@@ -295,7 +302,7 @@ def test_unknown_model_gives_a_readable_error(predictor, example, tmp_path, monk
         logic.segment_event(*example, logic.BUNDLED_MODEL_ID, "nobody/no-such-model", "", 0.5, 0)
     with pytest.raises(gr.Error, match="was not found"):
         logic.segment_event(*example, logic.BUNDLED_MODEL_ID, str(tmp_path / "no-folder"), "", 0.5, 0)
-    assert "nobody/no-such-model" not in logic._predictors  # failures are not cached
+    assert "nobody/no-such-model" not in app_models._predictors  # failures are not cached
 
 
 def test_missing_bundled_model_is_explained(monkeypatch, tmp_path):
@@ -304,13 +311,13 @@ def test_missing_bundled_model_is_explained(monkeypatch, tmp_path):
     monkeypatch.delenv(bundled.MODEL_ENV, raising=False)
     monkeypatch.setattr(bundled, "PACKAGED_ROOT", tmp_path / "package")
     monkeypatch.setattr(bundled, "REPOSITORY_ROOT", tmp_path / "repository")
-    monkeypatch.setattr(logic, "_predictors", {})
+    monkeypatch.setattr(app_models, "_predictors", {})
     with pytest.raises(gr.Error, match="bundled model is not installed"):
         logic.get_predictor(logic.BUNDLED_MODEL_ID)
     monkeypatch.setenv(bundled.MODEL_ENV, str(tmp_path / "typo"))
     with pytest.raises(gr.Error, match="RS2SAM2_DEFAULT_MODEL='.*typo' is not a folder"):
         logic.get_predictor(logic.BUNDLED_MODEL_ID)
-    assert logic._predictors == {}
+    assert app_models._predictors == {}
 
 
 def test_get_predictor_loads_a_saved_folder_once(predictor, tmp_path, monkeypatch):
@@ -320,7 +327,7 @@ def test_get_predictor_loads_a_saved_folder_once(predictor, tmp_path, monkeypatc
         calls.append((source, subfolder))
         return predictor
 
-    monkeypatch.setattr(logic, "_predictors", {})
+    monkeypatch.setattr(app_models, "_predictors", {})
     monkeypatch.setattr(RS2SAM2Predictor, "from_pretrained", staticmethod(fake_from_pretrained))
     assert logic.get_predictor("me/model/sub") is predictor
     assert logic.get_predictor("me/model/sub") is predictor
@@ -357,7 +364,7 @@ def test_a_bug_keeps_its_traceback(predictor, example, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(logic, "segment", broken)
+    monkeypatch.setattr(app_handlers, "segment", broken)
     with caplog.at_level("INFO", logger="rs2sam2.app"), pytest.raises(gr.Error, match="RuntimeError: a bug"):
         logic.segment_event(*example, logic.BUNDLED_MODEL_ID, "", "", 0.5, 0)
     records = [r for r in caplog.records if r.name == "rs2sam2.app"]
@@ -370,8 +377,8 @@ def test_progress_is_reported_step_by_step(predictor, example, monkeypatch):
     logic.segment(*example, logic.BUNDLED_MODEL_ID, progress=lambda f, desc: calls.append((f, desc)))
     assert calls == [(0.0, "reading the image"), (0.2, "running the model"), (0.9, "drawing the panels")]
     calls.clear()  # a model not in the cache yet: its loading is a step too
-    monkeypatch.setattr(logic, "_predictors", {})
-    monkeypatch.setattr(logic, "_load_predictor", lambda model_id: predictor)
+    monkeypatch.setattr(app_models, "_predictors", {})
+    monkeypatch.setattr(app_models, "_load_predictor", lambda model_id: predictor)
     logic.segment(*example, "me/model", progress=lambda f, desc: calls.append((f, desc)))
     assert [d for _, d in calls] == ["reading the image", "loading the model", "running the model",
                                      "drawing the panels"]  # fmt: skip
@@ -379,7 +386,7 @@ def test_progress_is_reported_step_by_step(predictor, example, monkeypatch):
 
 
 def test_examples_table_shows_thumbnails_and_fills_the_inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(logic, "_output_root", tmp_path / "outputs")
+    monkeypatch.setattr(app_files, "_output_root", tmp_path / "outputs")
     img = tmp_path / "a.png"
     Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(img)
     path, text = logic.pick_example([[str(img), "the thing"]], 0)

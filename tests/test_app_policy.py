@@ -9,9 +9,11 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from rs2sam2 import app_logic as logic
-from rs2sam2 import app_policy as policy
+from rs2sam2 import app as logic
+from rs2sam2.app import models as app_models
+from rs2sam2.app import policy
 from rs2sam2.predictor import RS2SAM2Predictor
+from rs2sam2.testing import register_app_predictor
 
 ENV_VARS = (policy.MODE_ENV, policy.SPACE_ENV, policy.SERVER_NAME_ENV, policy.ALLOW_LOCAL_ENV,
             policy.ALLOWED_MODELS_ENV)  # fmt: skip
@@ -35,7 +37,7 @@ def loads(monkeypatch) -> list:
         calls.append((source, subfolder))
         return object()
 
-    monkeypatch.setattr(logic, "_predictors", {})
+    monkeypatch.setattr(app_models, "_predictors", {})
     monkeypatch.setattr(RS2SAM2Predictor, "from_pretrained", staticmethod(fake))
     return calls
 
@@ -88,7 +90,7 @@ def test_public_mode_refuses_with_one_message_and_loads_nothing(loads, monkeypat
     logic.get_predictor("ReeF2025/RS2-SAM2/rrsisd")
     logic.get_predictor("reef2025/rs2-sam2")
     assert loads == [("ReeF2025/RS2-SAM2", "rrsisd"), ("reef2025/rs2-sam2", None)]
-    logic.register_predictor(logic.BUNDLED_MODEL_ID, "bundled")
+    register_app_predictor(logic.BUNDLED_MODEL_ID, "bundled")
     assert logic.get_predictor(logic.BUNDLED_MODEL_ID) == "bundled"
 
 
@@ -144,7 +146,7 @@ def test_errors_name_no_server_path(tmp_path, monkeypatch):
     def broken(source, subfolder=None):
         raise OSError(f"cannot open {tmp_path}/cache/models--x/blobs/abc: permission denied")
 
-    monkeypatch.setattr(logic, "_predictors", {})
+    monkeypatch.setattr(app_models, "_predictors", {})
     monkeypatch.setattr(RS2SAM2Predictor, "from_pretrained", staticmethod(broken))
     with pytest.raises(gr.Error) as info:
         logic.get_predictor("someone/model")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rs2sam2 import app_logic as logic
+from rs2sam2 import app as logic
 from tests.test_app import example, median_probability, predictor  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser

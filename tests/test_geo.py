@@ -25,7 +25,6 @@ from rasterio.transform import from_origin  # noqa: E402
 
 from rs2sam2.geo import (  # noqa: E402
     GeoWarning,
-    _resize_rows,
     compute_stretch,
     mask_vectors,
     predict_raster,
@@ -33,6 +32,7 @@ from rs2sam2.geo import (  # noqa: E402
     resolve_bands,
     tile_starts,
 )
+from rs2sam2.geo.writing import _resize_rows  # noqa: E402
 from rs2sam2.predictor import Prediction  # noqa: E402
 
 X0, Y0, GSD = 500_000.0, 5_000_000.0, 10.0  # EPSG:32633 origin (upper left) and pixel size in metres

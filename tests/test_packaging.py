@@ -152,8 +152,8 @@ from pathlib import Path
 import numpy as np
 import rs2sam2
 from rs2sam2 import RS2SAM2Predictor
+from rs2sam2.app import load_examples
 from rs2sam2.weights import bundled
-from rs2sam2.app_logic import load_examples
 
 predictor = RS2SAM2Predictor.from_pretrained()
 image, text = load_examples()[0]

@@ -13,9 +13,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from rs2sam2 import app_logic as logic
+from rs2sam2 import app as logic
 from rs2sam2 import pixel_budget as pb
-from rs2sam2.processing import load_image, to_rgb
+from rs2sam2.images import load_image
+from rs2sam2.processing import to_rgb
 from rs2sam2.testing import jpeg_header_bomb, multipage_tiff_bomb, palette_png_bomb
 
 
@@ -122,7 +123,7 @@ def test_arrays_over_the_budget_are_refused_without_allocating():
 
 
 def test_cli_refuses_a_bomb_and_takes_max_pixels(bombs, tmp_path, capsys, monkeypatch):
-    from rs2sam2 import predict_cli
+    from rs2sam2.cli import predict as predict_cli
     from tests.test_predict_cli import run_cli
 
     class NoModel:  # the budget is checked before the model is asked

@@ -1,4 +1,4 @@
-"""The ``rs2sam2 predict`` command: help, outputs, exit codes, batch mode (rs2sam2.predict_cli)."""
+"""The ``rs2sam2 predict`` command: help, outputs, exit codes, batch mode (rs2sam2.cli.predict)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from PIL import Image
 
 rasterio = pytest.importorskip("rasterio")
 
-from rs2sam2 import predict_cli  # noqa: E402
-from rs2sam2.predict_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from rs2sam2.cli import predict as predict_cli  # noqa: E402
+from rs2sam2.cli.predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
 from tests.test_geo import UTM, StubPredictor, scene, truth, write_tif  # noqa: E402
 
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config, RS2SAM2Predictor, RS2SAM2Processor
-from rs2sam2.processing import load_image, stretch_to_uint8, to_rgb
+from rs2sam2.images import load_image
+from rs2sam2.processing import stretch_to_uint8, to_rgb
 from rs2sam2.testing import make_test_tokenizer
 
 

@@ -36,16 +36,19 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageOps
 from safetensors.torch import load_file, save_file
 
-from rs2sam2 import RS2SAM2, RS2SAM2Config, predict_cli
-from rs2sam2 import app_logic as logic
+from rs2sam2 import RS2SAM2, RS2SAM2Config
+from rs2sam2 import app as logic
+from rs2sam2.app import files as app_files
+from rs2sam2.app import models as app_models
 from rs2sam2.cli import main as cli_main
+from rs2sam2.cli import predict as predict_cli
 from rs2sam2.data.readers import open_dataset
 from rs2sam2.data.samples import SampleError
 from rs2sam2.data.synthetic import generate_dataset
 from rs2sam2.metrics import compute_metrics, iou, resize_mask_nearest
 from rs2sam2.predictor import RS2SAM2Predictor
 from rs2sam2.processing import RS2SAM2Processor, to_rgb
-from rs2sam2.testing import make_test_tokenizer
+from rs2sam2.testing import make_test_tokenizer, register_app_predictor
 from rs2sam2.text import load_tokenizer
 from rs2sam2.training.checkpoint import atomic_torch_save, load_checkpoint
 from rs2sam2.weights.sources import TOKENIZER_FILES
@@ -79,7 +82,7 @@ def predictor(tmp_path_factory) -> Iterator[RS2SAM2Predictor]:
     )
     torch.manual_seed(0)
     p = RS2SAM2Predictor(RS2SAM2(cfg), RS2SAM2Processor(cfg, tok))
-    logic.register_predictor(logic.BUNDLED_MODEL_ID, p)
+    register_app_predictor(logic.BUNDLED_MODEL_ID, p)
     yield p
     logic.clear_predictors()
 
@@ -461,7 +464,7 @@ def test_bad_model_folders_are_refused_everywhere(kind, model_folder, predictor,
         RS2SAM2Predictor.from_pretrained(folder)
     with pytest.raises(gr.Error, match=f"could not be loaded: .*{message}"):
         logic.segment_event(str(zoo / "grey.png"), TEXT, logic.BUNDLED_MODEL_ID, str(folder), "", 0.5, 0)
-    assert str(folder) not in logic._predictors  # a failed load is not cached
+    assert str(folder) not in app_models._predictors  # a failed load is not cached
     assert run_cli([str(zoo / "grey.png"), TEXT, "--model", str(folder)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "cannot load the model" in err and "Traceback" not in err
@@ -654,14 +657,14 @@ def test_sigkilled_training_resumes_exactly(train_ws, tmp_path):
 
 # ------------------------------------------------------------------------------------------------- app
 def test_the_model_cache_is_bounded(predictor, model_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(logic, "_predictors", {logic.BUNDLED_MODEL_ID: predictor})
+    monkeypatch.setattr(app_models, "_predictors", {logic.BUNDLED_MODEL_ID: predictor})
     folders = [shutil.copytree(model_folder, tmp_path / f"m{i}") for i in range(logic.MAX_CACHED_MODELS + 1)]
     first = weakref.ref(logic.get_predictor(str(folders[0])))
     for folder in folders[1:]:
         logic.get_predictor(str(folder))
-    assert len(logic._predictors) == logic.MAX_CACHED_MODELS
-    assert logic.BUNDLED_MODEL_ID in logic._predictors and str(folders[-1]) in logic._predictors
-    assert str(folders[0]) not in logic._predictors
+    assert len(app_models._predictors) == logic.MAX_CACHED_MODELS
+    assert logic.BUNDLED_MODEL_ID in app_models._predictors and str(folders[-1]) in app_models._predictors
+    assert str(folders[0]) not in app_models._predictors
     import gc
 
     gc.collect()
@@ -768,13 +771,13 @@ def test_server_keeps_serving_under_load_and_abuse(server, predictor, zoo, tmp_p
 def test_download_folders_are_pruned_at_most_once_a_minute(monkeypatch, tmp_path):
     """Pruning scans every request folder of the last hour; per request that is quadratic under load."""
     calls = []
-    monkeypatch.setattr(logic, "_output_root", tmp_path)
-    monkeypatch.setattr(logic, "_prune_outputs", lambda: calls.append(1))
-    monkeypatch.setattr(logic, "_last_prune", time.monotonic() - logic.PRUNE_EVERY_S)
-    folders = {logic._output_folder() for _ in range(20)}
+    monkeypatch.setattr(app_files, "_output_root", tmp_path)
+    monkeypatch.setattr(app_files, "_prune_outputs", lambda: calls.append(1))
+    monkeypatch.setattr(app_files, "_last_prune", time.monotonic() - logic.PRUNE_EVERY_S)
+    folders = {app_files._output_folder() for _ in range(20)}
     assert len(folders) == 20 and all(f.is_dir() for f in folders) and calls == [1]
-    monkeypatch.setattr(logic, "_last_prune", time.monotonic() - logic.PRUNE_EVERY_S)
-    logic._output_folder()
+    monkeypatch.setattr(app_files, "_last_prune", time.monotonic() - logic.PRUNE_EVERY_S)
+    app_files._output_folder()
     assert calls == [1, 1]
 
 

@@ -17,7 +17,7 @@ import sys
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
-    "rs2sam2.predict_cli",
+    "rs2sam2.cli.predict",
     "rs2sam2.cli.synth",
     "rs2sam2.cli.data",
     "rs2sam2.cli.train",

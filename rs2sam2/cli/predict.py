@@ -1,9 +1,8 @@
-"""The ``rs2sam2 predict`` command: segment what a sentence refers to in one image, or in a CSV batch.
-
-GeoTIFF / COG and other GDAL rasters go through :mod:`rs2sam2.geo` (bands, stretch, nodata, tiling,
-georeferenced outputs); plain PNG / JPEG / BMP / WebP images in ``single`` mode go straight through
-:meth:`RS2SAM2Predictor.predict`. The mask's format follows ``--out``'s suffix (:data:`OUT_SUFFIXES`): PNG, or
-TIFF (a GeoTIFF with the source's CRS when the input has one).
+"""``rs2sam2 predict``: its arguments, checks, progress bars and report. Segmenting each (image,
+expression) pair and writing its files is :mod:`rs2sam2.geo.jobs` (GeoTIFF / COG and other GDAL rasters
+through :mod:`rs2sam2.geo`, plain PNG / JPEG images through :meth:`RS2SAM2Predictor.predict`); the mask's
+format follows ``--out``'s suffix (:data:`rs2sam2.geo.jobs.OUT_SUFFIXES`): PNG, or TIFF (a GeoTIFF with the
+source's CRS when the input has one).
 
 Exit codes: 0 every input succeeded, 1 at least one input failed (or the model could not be loaded),
 2 usage error (bad arguments or CSV).
@@ -12,23 +11,30 @@ Exit codes: 0 every input succeeded, 1 at least one input failed (or the model c
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import json
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..geo.jobs import (
+    AUTO,
+    OUT_SUFFIXES,
+    BatchFileError,
+    Job,
+    JobOptions,
+    JobResult,
+    read_batch,
+    run_job,
+    suffix_list,
+)
+from .common import add_threads_argument, positive_int
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-OUT_SUFFIXES = (".png", ".tif", ".tiff")  # mask formats --out can name
-AUTO = "auto"  # ``--geojson`` / ``--gpkg`` without a path: next to the mask
 
 _EPILOG = """\
 modes:
@@ -60,23 +66,18 @@ class UsageError(ValueError):
 
 
 def parse_bands(text: str) -> tuple[int, ...]:
-    """``"3,2,1"`` → ``(3, 2, 1)`` (1-based band numbers, 1 or 3 of them)."""
+    """``--bands``: ``"3,2,1"`` → ``(3, 2, 1)``, 1 or 3 band numbers counted from 1 as in GDAL
+    (:func:`rs2sam2.images.parse_bands`, the one band parser of the package)."""
+    from ..images import BandError
+    from ..images import parse_bands as parse_band_text  # PIL is imported only when --bands is given
+
     try:
-        bands = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated band numbers like 3,2,1, got {text!r}"
-        ) from None
-    if len(bands) not in (1, 3) or min(bands) < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or 3 band numbers >= 1 (1-based), got {text!r}")
+        bands = parse_band_text(text)
+    except BandError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if bands is None:
+        raise argparse.ArgumentTypeError("expected 1 or 3 band numbers counted from 1, like 3,2,1")
     return bands
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -88,8 +89,7 @@ def _non_negative_int(text: str) -> int:
 
 def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``predict`` on the ``rs2sam2`` command."""
-    from .cli.common import add_threads_argument
-    from .geo import MERGES, MODES, TILE_BATCH_SIZE
+    from ..geo import MERGES, MODES, TILE_BATCH_SIZE
 
     p = subparsers.add_parser(
         "predict",
@@ -131,17 +131,20 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--mode", choices=MODES, default="single", help="how to cover the image (default: single)")
     p.add_argument(
-        "--bands", type=parse_bands, help="1-based bands to show as R,G,B, e.g. 3,2,1 or 4 (default: 1,2,3)"
+        "--bands",
+        type=parse_bands,
+        help="bands to show as R,G,B, counted from 1 as in GDAL, e.g. 3,2,1, or one band as grey, e.g. 4 "
+        "(default: 1,2,3)",
     )
     p.add_argument(
-        "--tile-size", type=_positive_int, help="tiles mode: window side, a multiple of the model input"
+        "--tile-size", type=positive_int, help="tiles mode: window side, a multiple of the model input"
     )
     p.add_argument(
         "--overlap", type=_non_negative_int, help="tiles mode: overlap in pixels (default: a quarter tile)"
     )
     p.add_argument(
         "--tile-batch",
-        type=_positive_int,
+        type=positive_int,
         default=TILE_BATCH_SIZE,
         metavar="N",
         help=f"tiles mode: windows per model call (default: {TILE_BATCH_SIZE}; 1 uses the least memory)",
@@ -157,7 +160,7 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         help="pixel budget of an image (single and coarse-to-fine: the scene, tiles: one window; default: "
         "$RS2SAM2_MAX_PIXELS or 8192²)",
     )
@@ -169,201 +172,16 @@ def add_cli_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class Job:
-    """One (image, expression) pair; ``row`` is the CSV row number (1 = first data row)."""
-
-    image: Path
-    text: str
-    out: Path | None = None
-    row: int = 1
-
-
-@dataclass
-class JobResult:
-    """What happened to one job (``error`` set when it failed)."""
-
-    image: str
-    text: str
-    row: int
-    ok: bool = False
-    out: str | None = None
-    vectors: list[str] = field(default_factory=list)
-    score: float = 0.0
-    foreground_pixels: int = 0
-    area: float | None = None
-    area_unit: str | None = None
-    messages: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
 def load_predictor(model: str | None, subfolder: str | None, device: str | None) -> Any:
     """The predictor the command uses (tests replace this function)."""
-    from .predictor import RS2SAM2Predictor
+    from ..predictor import RS2SAM2Predictor
 
     return RS2SAM2Predictor.from_pretrained(model, subfolder=subfolder, device=device)
 
 
-def is_plain_image(path: Path) -> bool:
-    """PNG / JPEG / …: never georeferenced, read with PIL."""
-    return path.suffix.lower() in PLAIN_SUFFIXES
-
-
-def read_batch(csv_path: Path) -> list[Job]:
-    """Jobs from a CSV with columns image,expression[,out] (paths relative to the CSV's folder)."""
-    if not csv_path.is_file():
-        raise UsageError(f"batch file not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = {"image", "expression"} - set(columns)
-        if missing:
-            raise UsageError(f"{csv_path}: missing column(s) {sorted(missing)}; found {columns}")
-        base = csv_path.parent
-        jobs = []
-        for i, raw in enumerate(reader, start=1):
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            out = Path(row["out"]) if row.get("out") else None
-            jobs.append(
-                Job(
-                    image=base / row["image"] if row["image"] else Path(),
-                    text=row["expression"],
-                    out=None if out is None else base / out,
-                    row=i,
-                )
-            )
-    if not jobs:
-        raise UsageError(f"{csv_path}: no rows")
-    return jobs
-
-
-def _default_out(job: Job, out_dir: Path | None, batch: bool) -> Path:
-    suffix = ".png" if is_plain_image(job.image) else ".tif"
-    name = f"{job.image.stem}_{job.row:04d}_mask{suffix}" if batch else f"{job.image.stem}_mask{suffix}"
-    return (out_dir or job.image.parent) / name
-
-
-def _vector_paths(args: argparse.Namespace, mask_out: Path) -> list[Path]:
-    paths = []
-    for value, suffix in ((args.geojson, ".geojson"), (args.gpkg, ".gpkg")):
-        if value is not None:
-            paths.append(mask_out.with_suffix(suffix) if value == AUTO else Path(value))
-    return paths
-
-
-def run_job(
-    predictor: Any, job: Job, args: argparse.Namespace, model_id: str, *, batch: bool, progress: Any = None
-) -> JobResult:
-    """Predict one pair, write its mask (and vectors); errors are returned, not raised."""
-    from .geo import GeoWarning
-
-    result = JobResult(image=str(job.image), text=job.text, row=job.row)
-    try:
-        if not job.text:
-            raise ValueError("empty expression")
-        if job.image == Path():
-            raise ValueError("empty image path")
-        if not job.image.is_file():
-            raise FileNotFoundError(f"image file not found: {job.image}")
-        out = job.out or _default_out(job, args.out_dir, batch)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", GeoWarning)
-            if is_plain_image(job.image) and args.mode == "single":
-                vectors = _predict_plain(predictor, job, out, args, result)
-            else:
-                vectors = _predict_geo(predictor, job, out, args, result, progress)
-            paths = _vector_paths(args, out)
-            if paths:
-                polygons = vectors(model_id)
-                result.vectors += [str(polygons.write(path)) for path in paths]
-        for w in caught:
-            if not issubclass(w.category, GeoWarning):  # not ours to summarise: show it as Python would
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            elif str(w.message) not in result.messages:
-                result.messages.append(str(w.message))
-        result.out, result.ok = str(out), True
-    except Exception as e:  # one bad input must not stop a batch; the message says what went wrong
-        result.error = f"{type(e).__name__}: {e}"
-    return result
-
-
-def _predict_plain(predictor: Any, job: Job, out: Path, args: argparse.Namespace, result: JobResult) -> Any:
-    from PIL import Image
-
-    from .geo import mask_vectors
-    from .processing import load_image
-
-    png = _check_out_suffix(out) == ".png"
-    bands = None if args.bands is None else [b - 1 for b in args.bands]
-    pred = predictor.predict(load_image(job.image), job.text, threshold=args.threshold, bands=bands)
-    value = args.mask_value or (255 if png else 1)
-    mask = Image.fromarray(pred.mask.astype(np.uint8) * np.uint8(value))
-    if png:
-        mask.save(out)
-    else:  # a plain TIFF: the input has no coordinate system to carry over
-        mask.save(out, format="TIFF", compression="tiff_lzw")
-    result.score, result.foreground_pixels = float(pred.score), int(pred.mask.sum())
-    result.area, result.area_unit = float(result.foreground_pixels), "square pixel"
-    return lambda model_id: mask_vectors(pred.mask, text=job.text, score=pred.score, model_id=model_id)
-
-
-def _check_out_suffix(out: Path) -> str:
-    """``out``'s suffix, lower case, or ``ValueError`` naming the suffixes that work."""
-    suffix = out.suffix.lower()
-    if suffix not in OUT_SUFFIXES:
-        raise ValueError(f"cannot write a mask as {out.name!r}: the file name must end in {_suffix_list()}")
-    return suffix
-
-
-def _suffix_list() -> str:
-    return ", ".join(OUT_SUFFIXES[:-1]) + " or " + OUT_SUFFIXES[-1]
-
-
-def _predict_geo(
-    predictor: Any, job: Job, out: Path, args: argparse.Namespace, result: JobResult, progress: Any
-) -> Any:
-    from .geo import mask_vectors, predict_raster
-
-    _check_out_suffix(out)
-    value = args.mask_value or (255 if out.suffix.lower() == ".png" else 1)
-    geo = predict_raster(
-        predictor,
-        job.image,
-        job.text,
-        out,
-        mode=args.mode,
-        bands=args.bands,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        merge=args.merge,
-        threshold=args.threshold,
-        margin=args.margin,
-        mask_value=value,
-        batch_size=args.tile_batch,
-        progress=progress,
-    )
-    result.score, result.foreground_pixels = geo.score, geo.foreground_pixels
-    result.area, result.area_unit = geo.area, geo.area_unit
-    result.messages += geo.messages
-
-    def vectors(model_id: str) -> Any:
-        if out.suffix.lower() == ".png":  # a PNG mask has no georeferencing: use the source's
-            from PIL import Image
-
-            with Image.open(out) as im:
-                mask = np.asarray(im) > 0
-            return mask_vectors(
-                mask,
-                text=job.text,
-                score=geo.score,
-                model_id=model_id,
-                transform=geo.transform if geo.crs else None,
-                crs=geo.crs,
-            )
-        return mask_vectors(out, text=job.text, score=geo.score, model_id=model_id)
-
-    return vectors
+def _options(args: argparse.Namespace) -> JobOptions:
+    """The options every job runs with, from the parsed arguments of the same names."""
+    return JobOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(JobOptions)})
 
 
 def _check_args(args: argparse.Namespace) -> list[Job]:
@@ -375,13 +193,16 @@ def _check_args(args: argparse.Namespace) -> list[Job]:
             raise UsageError("--out names one mask; in batch mode use an out column or --out-dir")
         if any(v not in (None, AUTO) for v in (args.geojson, args.gpkg)):
             raise UsageError("in batch mode --geojson/--gpkg take no path (files go next to each mask)")
-        return read_batch(args.batch)
+        try:
+            return read_batch(args.batch)
+        except BatchFileError as e:
+            raise UsageError(str(e)) from None
     if not args.image or args.text is None:
         raise UsageError("expected IMAGE and TEXT (or --batch CSV)")
     if not args.text.strip():
         raise UsageError("TEXT is empty")
     if args.out is not None and args.out.suffix.lower() not in OUT_SUFFIXES:
-        raise UsageError(f"--out must end in {_suffix_list()} (the mask's format), got {args.out.name!r}")
+        raise UsageError(f"--out must end in {suffix_list()} (the mask's format), got {args.out.name!r}")
     return [Job(Path(args.image), args.text.strip(), args.out)]
 
 
@@ -414,7 +235,7 @@ def _report(res: JobResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``rs2sam2 predict``; returns the exit code."""
-    from .pixel_budget import ENV_VAR
+    from ..pixel_budget import ENV_VAR
 
     if getattr(args, "max_pixels", None) is None:
         return _run(args)
@@ -445,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     except UsageError as e:
         print(f"rs2sam2 predict: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from .predictor import DEFAULT_MODEL
+    from ..predictor import DEFAULT_MODEL
 
     model_id = str(args.model or DEFAULT_MODEL.name) + (f"/{args.subfolder}" if args.subfolder else "")
     start = time.perf_counter()
@@ -480,7 +301,7 @@ def _run_single(predictor: Any, job: Job, args: argparse.Namespace, model_id: st
             bar.total = total
             bar.update(done - bar.n)
 
-        res = run_job(predictor, job, args, model_id, batch=False, progress=progress)
+        res = run_job(predictor, job, _options(args), model_id, batch=False, progress=progress)
     print(_report(res), file=sys.stdout if res.ok else sys.stderr)
     for message in res.messages:
         print(f"warning: {message}", file=sys.stderr)
@@ -492,9 +313,10 @@ def _run_batch(predictor: Any, jobs: list[Job], args: argparse.Namespace, model_
     from tqdm import tqdm
 
     results: list[JobResult] = []
+    options = _options(args)
     bar = tqdm(jobs, desc="predict", unit="pair", disable=True if args.no_progress else None, file=sys.stderr)
     for job in bar:
-        res = run_job(predictor, job, args, model_id, batch=True)
+        res = run_job(predictor, job, options, model_id, batch=True)
         results.append(res)
         bar.write(_report(res), file=sys.stdout)
         for message in res.messages:
@@ -504,8 +326,8 @@ def _run_batch(predictor: Any, jobs: list[Job], args: argparse.Namespace, model_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rs2sam2.predict_cli …`` (same as ``rs2sam2 predict …``)."""
-    from .cli import main as cli_main
+    """``python -m rs2sam2.cli.predict …`` (same as ``rs2sam2 predict …``)."""
+    from . import main as cli_main
 
     return cli_main(["predict", *(sys.argv[1:] if argv is None else argv)])
 
