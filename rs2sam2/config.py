@@ -1,6 +1,7 @@
 """Typed configuration of RS2-SAM2, one dataclass per block, composed into :class:`RS2SAM2Config`.
 
-Every number the official code hard-codes (RS2-SAM2 spec §2–§5, §8) is a named field here. Presets are
+Every number the official code (``rongfu-dsb/RS2-SAM2``) hard-codes — union encoder, SAM2 part, fusion
+layers, prompt generator, inference — is a named field here. Presets are
 plain data (:data:`PRESETS`), reachable with :meth:`RS2SAM2Config.from_preset`.
 """
 
@@ -80,7 +81,7 @@ class NeckConfig:
 
 @dataclass
 class FusionConfig:
-    """② BHFM layer (BL) inside every Hiera block (spec §4.1)."""
+    """② BHFM layer (BL) inside every Hiera block (paper Sec. 3.2, Bidirectional Hierarchical Fusion)."""
 
     ratio: float = 0.25  # adapter hidden size h = int(ratio * d)
     num_heads: int = 4  # heads of both cross-attentions
@@ -90,7 +91,7 @@ class FusionConfig:
 
 @dataclass
 class PromptGeneratorConfig:
-    """③ Mask prompt generator (MPG) and the sparse token MLP (spec §5)."""
+    """③ Mask prompt generator (MPG) and the sparse token MLP (paper Sec. 3.3, Mask Prompt Generator)."""
 
     num_heads: int = 8  # class-token -> patch cross-attention ("vmtoken")
     antialias: bool = True  # the official upsampling of the pseudo-mask uses antialias=True
@@ -98,7 +99,7 @@ class PromptGeneratorConfig:
 
 @dataclass
 class DecoderConfig:
-    """④ SAM2 prompt encoder + mask decoder, plus the post-encoding text fusion (BC, spec §4.3)."""
+    """④ SAM2 prompt encoder + mask decoder, plus the post-encoding text fusion (BC, paper Sec. 3.2)."""
 
     transformer_depth: int = 2
     transformer_num_heads: int = 8
@@ -128,7 +129,7 @@ class TokenizerConfig:
 
 @dataclass
 class ProcessorConfig:
-    """Image side of the processor (spec §1 steps 0a/0b)."""
+    """Image side of the processor (the official resize and normalisation of both image inputs)."""
 
     sam_mean: tuple[float, float, float] = IMAGENET_MEAN
     sam_std: tuple[float, float, float] = IMAGENET_STD

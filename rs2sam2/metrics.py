@@ -1,4 +1,5 @@
-"""Referring-segmentation metrics: per-sample I/U and IoU, mIoU, oIoU and Pr@{0.5..0.9} (spec §10).
+"""Referring-segmentation metrics: per-sample I/U and IoU, mIoU, oIoU and Pr@{0.5..0.9}, as the official
+evaluation (``RS2-SAM2:test.py``) computes them.
 
 Every convention the official evaluation (``RS2-SAM2:test.py``) fixes implicitly is an explicit argument
 here, with the official choice as default:

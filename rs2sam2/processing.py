@@ -1,11 +1,12 @@
 """Processing: images and sentences in, model tensors out; logits back to masks at native size.
 
-Images (spec §1 steps 0a/0b): any PIL image or numpy array is first made 8-bit RGB (:func:`to_rgb`), then
-resized *without* keeping the aspect ratio (PIL bilinear, as torchvision's ``Resize`` on a PIL image) to
-S×S for SAM2 and 224×224 for the union encoder, scaled to [0, 1] and normalised with ImageNet mean/std.
+Images, as the official code prepares them: any PIL image or numpy array is first made 8-bit RGB
+(:func:`to_rgb`), then resized *without* keeping the aspect ratio (PIL bilinear, as torchvision's ``Resize``
+on a PIL image) to S×S for SAM2 and 224×224 for the union encoder, scaled to [0, 1] and normalised with
+ImageNet mean/std.
 
-Text (spec §2): XLM-R sentencepiece ids ``[<s>, …, </s>]``, right-padded with the unk id 3, attention
-mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.text`).
+Text, the union encoder's input: XLM-R sentencepiece ids ``[<s>, …, </s>]``, right-padded with the unk id
+3, attention mask = ids ≠ 3 (the official convention; see :mod:`rs2sam2.text`).
 
 Masks: logits (B, 1, S, S) are bilinearly resized to each image's (H, W) and thresholded at
 ``config.mask_threshold`` (0.5 on the logit, the official ``argmax([1 − x, x])``).

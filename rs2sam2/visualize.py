@@ -3,8 +3,8 @@
 Shared by ``app.py`` and the tutorial notebooks. Each helper takes numpy arrays (or a PIL image) and returns
 an ``(H, W, 3)`` uint8 RGB array, so the same picture can be shown by Gradio, saved with PIL or drawn into a
 matplotlib axis. :func:`plot_prediction` puts the three stages of the paper's Fig. 2 side by side: the mask
-prompt generator's pseudo-mask (§3.3, the dense prompt SAM2 receives), the text-fused Hiera features (§3.2,
-BHFM) and the final SAM2 mask.
+prompt generator's pseudo-mask (paper Sec. 3.3, the dense prompt SAM2 receives), the text-fused Hiera
+features (Sec. 3.2, BHFM) and the final SAM2 mask.
 
 The model always sees the image at native resolution; :func:`downscale_for_display` only shrinks pictures.
 """

@@ -8,8 +8,9 @@ app and the visualisations:
   annotation files (uncompressed ``counts`` lists, ``str`` or ``bytes`` counts) into what pycocotools
   decodes; :func:`decode_coco_segmentation` decodes any COCO ``segmentation`` (polygons or RLE).
 * :func:`mask_bbox` / :func:`mask_area` — COCO box ``[x, y, w, h]`` and pixel count.
-* :func:`mask_to_png` / :func:`write_mask_png` / :func:`read_mask_png` — 8-bit grey images, 255 = object;
-  :func:`read_grey` reads a mask image at its native depth (RefSegRS masks).
+* :func:`mask_to_png` / :func:`write_mask_png` / :func:`read_mask_png` — 8-bit grey images, 255 = object.
+  Files are decoded by the package's one image reader, :mod:`rs2sam2.images` (its ``read_grey`` reads a
+  mask image at its native depth).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..images import load_image
+
 __all__ = [
     "decode_coco_segmentation",
     "decode_rle",
@@ -28,7 +31,6 @@ __all__ = [
     "mask_bbox",
     "mask_to_png",
     "normalise_rle",
-    "read_grey",
     "read_mask_png",
     "write_mask_png",
 ]
@@ -140,17 +142,5 @@ def write_mask_png(mask: np.ndarray, path: str | Path, compress_level: int = 4) 
 
 def read_mask_png(path: str | Path) -> np.ndarray:
     """A mask image as a boolean (H, W) array: grey value > 127 (any mode, converted to 8-bit grey)."""
-    with Image.open(path) as im:
+    with load_image(path, exif_transpose=False) as im:  # masks live on the file's pixel grid
         return np.asarray(im.convert("L")) > 127
-
-
-def read_grey(path: str | Path) -> np.ndarray:
-    """A mask image as a single-channel array at its native depth (like ``cv2.IMREAD_ANYDEPTH``).
-
-    8/16/32-bit greyscale and float images are returned as stored; colour, palette and 1-bit images are
-    converted to 8-bit luma (1-bit: 0/255).
-    """
-    with Image.open(path) as im:
-        if im.mode in ("L", "I", "F") or im.mode.startswith("I;"):
-            return np.array(im)
-        return np.array(im.convert("L"))

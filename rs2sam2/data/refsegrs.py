@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import read_grey
 from .manifest import SPLITS
-from .masks import read_grey
 from .samples import Sample
 
 REFSEGRS_PHRASES = "output_phrase_{split}.txt"

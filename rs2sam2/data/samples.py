@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..images import read_rgb
+
 
 @dataclass
 class Sample:
@@ -45,7 +47,7 @@ class Sample:
 
     def load_image(self) -> Image.Image:
         """The image as a fully loaded RGB PIL image (file closed)."""
-        return load_rgb(self.image_path)
+        return read_rgb(self.image_path, exif_transpose=False)  # the mask is on the file's pixel grid
 
     @property
     def group(self) -> str:
@@ -69,9 +71,3 @@ def _read_image(s: Sample) -> Image.Image:
         return s.load_image()
     except Exception as e:  # missing file, truncated or foreign data: PIL raises many types
         raise _Problem(f"cannot read image {s.image_path} ({type(e).__name__}: {e}){_HINT}") from e
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image and return it fully decoded as RGB (the file handle is closed)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")

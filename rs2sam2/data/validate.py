@@ -23,11 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..images import read_rgb
 from .manifest import SPLITS, read_manifest_samples
 from .readers import detect_layout
 from .refsegrs import RefSegRSReader
 from .rrsisd import RRSISDReader, UnsafePickleError
-from .samples import Sample, load_rgb
+from .samples import Sample
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _check_image(path: Path) -> tuple[tuple[int, int] | None, Problem | None]:
     if not path.is_file():
         return None, Problem("missing_file", "image file missing", path=str(path))
     try:
-        im = load_rgb(path)
+        im = read_rgb(path, exif_transpose=False)
     except Exception as e:  # any decoder failure means "unreadable"
         return None, Problem("unreadable_image", f"cannot decode image: {e}", path=str(path))
     return (im.height, im.width), None

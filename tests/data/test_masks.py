@@ -14,10 +14,10 @@ from rs2sam2.data.masks import (
     mask_area,
     mask_bbox,
     normalise_rle,
-    read_grey,
     read_mask_png,
     write_mask_png,
 )
+from rs2sam2.images import read_grey
 
 
 def _mask(h: int = 7, w: int = 9) -> np.ndarray:
