@@ -1,4 +1,5 @@
-"""Config values are range-checked when a config is built (a config.json is input, not trusted code)."""
+"""The model config (rs2sam2.config): JSON round trips and presets; values are range-checked when a config
+is built (a config.json is input, not trusted code)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,22 @@ def test_every_range_names_a_real_field():
         for part in name.split("."):
             obj = getattr(obj, part)  # AttributeError for a misspelt entry
         assert low <= high
+
+
+# -------------------------------------------------------------------------------- config
+def test_config_json_round_trip(tmp_path):
+    for name in ["official", "tiny"]:
+        cfg = RS2SAM2Config.from_preset(name)
+        cfg.to_json(tmp_path / "c.json")
+        assert RS2SAM2Config.from_json(tmp_path / "c.json") == cfg
+    with pytest.raises(KeyError, match="unknown preset"):
+        RS2SAM2Config.from_preset("huge")
+    with pytest.raises(ValueError, match="unknown HieraConfig fields"):
+        RS2SAM2Config.from_dict({"hiera": {"depth": 3}})
+    with pytest.raises(ValueError, match="text_dim"):
+        RS2SAM2Config.from_dict({"text_dim": 128})
+    official = RS2SAM2Config.from_preset("official")
+    assert official.fusion.ratio == 0.25 and official.fusion.num_heads == 4
+    assert official.fusion.text_weight == 0.2 and official.fusion.adapter_scale == 0.5
+    assert official.mask_threshold == 0.5 and official.mask_input_size == 256
+    assert official.union_encoder.grid_size == 14 and official.union_encoder.vocab_size == 64010

@@ -8,6 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
@@ -16,7 +19,8 @@ from rs2sam2.predictor import RS2SAM2Predictor, quantize_int8
 from rs2sam2.processing import RS2SAM2Processor
 from rs2sam2.testing import make_test_tokenizer
 from rs2sam2.text import load_tokenizer
-from tests.conftest import random_inputs
+
+from .conftest import TEXT, random_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,3 +120,28 @@ def test_quantize_arguments_are_validated(tiny_model, processor, kwargs, message
 def test_quantize_int8_rejects_a_bf16_model(tiny_model):
     with pytest.raises(ValueError, match="float32 CPU model"):
         quantize_int8(tiny_model.to(torch.bfloat16))
+
+
+# --------------------------------------------------------------------------------------- properties
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    layout=st.sampled_from(["hw", "hw1", "hw3", "hw4", "chw3", "pil"]),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.float32, np.float64, np.bool_]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_image_gives_a_native_size_finite_prediction(predictor, h, w, layout, dtype, seed):
+    rng = np.random.default_rng(seed)
+    channels = {"hw": (), "hw1": (1,), "hw3": (3,), "hw4": (4,), "chw3": (3,), "pil": (3,)}[layout]
+    a = (rng.random((h, w, *channels)) * 5000 - 100).astype(dtype)
+    if layout == "chw3" and min(h, w) > 4:
+        a = np.ascontiguousarray(np.moveaxis(a, -1, 0))  # (C, H, W) is accepted when unambiguous
+    image = Image.fromarray(a.astype(np.uint8)) if layout == "pil" else a
+    out = predictor.processor(image, TEXT)
+    assert out.original_sizes == [(h, w)]
+    assert torch.isfinite(out.sam_pixels).all() and torch.isfinite(out.union_pixels).all()
+    pred = predictor.predict(image, TEXT)
+    assert pred.mask.shape == (h, w) and pred.mask.dtype == bool
+    assert np.isfinite(pred.logits).all() and 0.0 <= pred.score <= 1.0
+    np.testing.assert_array_equal(pred.mask, pred.logits > pred.threshold)

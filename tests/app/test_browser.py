@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rs2sam2 import app as logic
-from tests.test_app import example, median_probability, predictor  # noqa: F401  (fixtures)
+from rs2sam2.predictor import RS2SAM2Predictor
+from rs2sam2.testing import register_app_predictor
+
+from .conftest import build_tiny_predictor, median_probability
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PANELS = ("panel-prompt", "panel-features", "panel-mask")
 IMAGES_PER_PANEL = {"panel-prompt": 2, "panel-features": 2, "panel-mask": 1}
 
@@ -25,6 +29,14 @@ def _find(name: str) -> str | None:
         if found:
             return found
     return None
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Iterator[RS2SAM2Predictor]:
+    p = build_tiny_predictor(tmp_path_factory.mktemp("tokenizer"))
+    register_app_predictor(logic.BUNDLED_MODEL_ID, p)
+    yield p
+    logic.clear_predictors()
 
 
 @pytest.fixture()
@@ -66,7 +78,7 @@ def _rendered_images(driver, panel: str) -> int:
     )
 
 
-def test_example_renders_three_panels(driver, server, predictor, example):  # noqa: F811
+def test_example_renders_three_panels(driver, server, predictor, example):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec

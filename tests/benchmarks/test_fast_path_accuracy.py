@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 
 def test_summary_per_sample_pooled_and_flipped_pixels():

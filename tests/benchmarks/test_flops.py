@@ -7,7 +7,7 @@ import torch
 
 from rs2sam2 import RS2SAM2Config
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 
 @pytest.mark.parametrize(

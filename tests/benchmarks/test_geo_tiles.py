@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 rasterio = pytest.importorskip("rasterio")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -143,7 +143,7 @@ def test_a_crashed_section_reports_its_exit_code_and_stderr(tmp_path, monkeypatc
     assert result == {"status": "error", "error": "exit code -11: Fatal Python error: Segmentation fault\n"}
 
 
-RUN_GPU = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
+RUN_GPU = Path(__file__).resolve().parents[2] / "benchmarks" / "run_gpu.sh"
 
 
 def test_the_shell_entry_runs_the_benchmark_and_keeps_its_log(tmp_path):

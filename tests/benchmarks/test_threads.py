@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from .conftest import load_benchmark
+from ..conftest import load_benchmark
 
 
 def _alive(pid: int) -> bool:

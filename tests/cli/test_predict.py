@@ -15,15 +15,8 @@ rasterio = pytest.importorskip("rasterio")
 
 from rs2sam2.cli import predict as predict_cli  # noqa: E402
 from rs2sam2.cli.predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
-from tests.test_geo import UTM, StubPredictor, scene, truth, write_tif  # noqa: E402
 
-
-def run_cli(argv: list[str]) -> int:
-    """``rs2sam2 predict …`` in-process; argparse's own errors come back as their exit code."""
-    try:
-        return predict_cli.main(argv)
-    except SystemExit as e:
-        return int(e.code)
+from ..conftest import UTM, StubPredictor, run_cli, scene, truth, write_tif  # noqa: E402
 
 
 @pytest.fixture()

@@ -16,6 +16,8 @@ from rs2sam2.data.manifest import ManifestRecord, write_manifest
 from rs2sam2.data.masks import encode_rle
 from rs2sam2.data.validate import validate_dataset
 
+from ..conftest import make_rrsisd
+
 FG = np.array([[0, 0, 0, 0], [0, 255, 255, 0], [0, 0, 0, 0]], np.uint8)  # (3, 4)
 
 
@@ -96,38 +98,6 @@ def test_missing_phrase_file_reported(tmp_path):
         ("missing_file", "output_phrase_val.txt")
     ]
     assert validate_dataset(root, split="train").ok
-
-
-def make_rrsisd(root: Path) -> Path:
-    img_dir = root / "images" / "rrsisd" / "JPEGImages"
-    img_dir.mkdir(parents=True)
-    for name, size in (("ok.jpg", (8, 6)), ("big.jpg", (10, 6))):
-        Image.new("RGB", size, (9, 9, 9)).save(img_dir / name)
-    poly = [[0, 0, 4, 0, 4, 4, 0, 4]]
-    instances = {
-        "images": [
-            {"id": 1, "file_name": "ok.jpg", "height": 6, "width": 8},
-            {"id": 2, "file_name": "big.jpg", "height": 6, "width": 8},  # real file is 10 wide
-            {"id": 3, "file_name": "gone.jpg", "height": 6, "width": 8},
-        ],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": poly},
-            {"id": 2, "image_id": 2, "category_id": 1, "segmentation": poly},
-            {"id": 3, "image_id": 3, "category_id": 1, "segmentation": poly},
-            {"id": 4, "image_id": 1, "category_id": 1, "segmentation": []},
-        ],
-        "categories": [{"id": 1, "name": "roof"}],
-    }
-
-    def ref(rid, ann, img, split="train"):
-        return {"ref_id": rid, "ann_id": ann, "image_id": img, "split": split, "category_id": 1,
-                "sentences": [{"raw": f"ref {rid}", "sent_id": rid}], "sent_ids": [rid]}  # fmt: skip
-
-    refs = [ref(0, 1, 1), ref(1, 2, 2), ref(2, 3, 3), ref(3, 4, 1), ref(4, 99, 1), ref(5, 1, 1, "testB")]
-    (root / "rrsisd").mkdir()
-    (root / "rrsisd" / "instances.json").write_text(json.dumps(instances))
-    (root / "rrsisd" / "refs(unc).p").write_bytes(pickle.dumps(refs))
-    return root
 
 
 def test_rrsisd_problems(tmp_path):

@@ -10,9 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -35,77 +33,7 @@ from rs2sam2.geo import (  # noqa: E402
 from rs2sam2.geo.writing import _resize_rows  # noqa: E402
 from rs2sam2.predictor import Prediction  # noqa: E402
 
-X0, Y0, GSD = 500_000.0, 5_000_000.0, 10.0  # EPSG:32633 origin (upper left) and pixel size in metres
-UTM = "EPSG:32633"
-
-
-class StubPredictor:
-    """``predict`` like RS2SAM2Predictor: bright pixels are the referred object."""
-
-    def __init__(self, image_size: int = 64, keep_images: bool = True) -> None:
-        self.model = SimpleNamespace(config=SimpleNamespace(image_size=image_size, mask_threshold=0.5))
-        self.keep_images = keep_images
-        self.images: list[np.ndarray] = []
-
-    def predict(self, image, text, threshold=None, bands=None) -> Prediction:
-        image = np.asarray(image)
-        if self.keep_images:
-            self.images.append(image)
-        logits = np.where(image.mean(-1) > 128, 4.0, -4.0).astype(np.float32)
-        thr = 0.5 if threshold is None else threshold
-        mask = logits > thr
-        return Prediction(
-            mask=mask,
-            score=float(mask.any()),
-            logits=logits,
-            pseudo_mask=np.zeros((14, 14)),
-            dense_prompt=np.zeros((16, 16)),
-            fused_features=[],
-            iou_score=0.0,
-            object_score=0.0,
-            threshold=thr,
-            text=text,
-        )
-
-
-def write_tif(
-    path: Path, data: np.ndarray, *, crs: str | None = UTM, nodata: float | None = None, transform=None
-) -> Path:
-    """(C, H, W) → GeoTIFF; default transform: 10 m pixels from (X0, Y0)."""
-    c, h, w = data.shape
-    transform = from_origin(X0, Y0, GSD, GSD) if transform is None and crs else transform
-    kwargs = {"crs": crs, "transform": transform} if transform is not None else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype, nodata=nodata, **kwargs
-        ) as dst:
-            dst.write(data)
-    return path
-
-
-def scene(
-    h: int,
-    w: int,
-    boxes: list[tuple[int, int, int, int]],
-    *,
-    bands: int = 3,
-    dtype=np.uint8,
-    bg: float = 40,
-    fg: float = 220,
-) -> np.ndarray:
-    """(C, H, W) dark scene with bright boxes (row0, row1, col0, col1)."""
-    data = np.full((bands, h, w), bg, dtype)
-    for r0, r1, c0, c1 in boxes:
-        data[:, r0:r1, c0:c1] = fg
-    return data
-
-
-def truth(h: int, w: int, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-    m = np.zeros((h, w), bool)
-    for r0, r1, c0, c1 in boxes:
-        m[r0:r1, c0:c1] = True
-    return m
+from ..conftest import GSD, UTM, X0, Y0, StubPredictor, scene, truth, write_tif  # noqa: E402
 
 
 def read_mask(path: Path) -> np.ndarray:

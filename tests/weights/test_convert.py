@@ -1,4 +1,5 @@
-"""Official RS2-SAM2 checkpoints and SAM2 / BEiT-3 base checkpoints → our names (rs2sam2.weights.convert).
+"""Official RS2-SAM2 checkpoints → our names (rs2sam2.weights.convert); the SAM2 / BEiT-3 base checkpoints are
+in test_base_checkpoints.py.
 
 Every checkpoint here is made by the test in the real on-disk formats: the official key names come from the
 spec's manifest (all 2,853 keys) or from inverting the mapping table on a tiny model; SAM2 checkpoints come
@@ -7,17 +8,14 @@ from ``sam2``'s own ``SAM2Base`` built from its Hydra configs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2.weights.base_checkpoints import load_beit3_checkpoint, load_sam2_checkpoint
 from rs2sam2.weights.convert import (
     OFFICIAL_UNUSED,
     convert_official_config,
@@ -29,85 +27,24 @@ from rs2sam2.weights.convert import (
 )
 from rs2sam2.weights.state_dict import CheckpointError
 
+from .conftest import OFFICIAL_CONFIG, official_state_dict, write_official_folder
+
 MANIFEST_CANDIDATES = (
-    Path(__file__).parent / "data" / "official_state_dict_keys.tsv",
+    Path(__file__).resolve().parents[1] / "fixtures" / "official_state_dict_keys.tsv",
     Path(os.environ.get("RS2SAM2_SPEC_DIR", "/work/shared/spec")) / "official_state_dict_keys.tsv",
 )
-
-# The official config.json written by merge_lora_weights_and_save_hf_model.py (EvfConfig, transformers 4.x).
-OFFICIAL_CONFIG = {
-    "architectures": ["EvfSamModel"],
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "hidden_size": 1024,
-    "mm_extractor_scale": "large",
-    "model_type": "evf",
-    "out_dim": 256,
-    "pad_token_id": 3,
-    "sam_scale": "huge",
-    "tie_word_embeddings": False,
-    "torch_dtype": "float32",
-    "transformers_version": "4.41.2",
-}
 
 
 def read_manifest() -> dict[str, tuple[int, ...]]:
     """Key → shape of the released checkpoint (spec §12), or skip when the spec is not available."""
     path = next((p for p in MANIFEST_CANDIDATES if p.is_file()), None)
     if path is None:
-        pytest.skip("official_state_dict_keys.tsv not found (set RS2SAM2_SPEC_DIR or add tests/data/)")
+        pytest.skip("official_state_dict_keys.tsv not found (set RS2SAM2_SPEC_DIR or add tests/fixtures/)")
     out = {}
     for line in path.read_text().splitlines()[1:]:
         key, shape, _dtype = line.split("\t")
         out[key] = tuple(int(x) for x in shape.strip("()").split(",") if x.strip())
     return out
-
-
-def official_state_dict(model: RS2SAM2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random checkpoint in the official format for ``model``'s architecture: the table inverted on our
-    keys, plus one small tensor for every documented unused module. Values ~ N(0, 0.02²) keep a forward
-    pass finite."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {official_key(k): 0.02 * torch.randn(v.shape, generator=g) for k, v in model.state_dict().items()}
-    sd.update(
-        {
-            "visual_model.memory_attention.layers.0.self_attn.q_proj.weight": torch.randn(4, 4, generator=g),
-            "visual_model.memory_encoder.fuser.layers.0.gamma": torch.randn(4, generator=g),
-            "visual_model.obj_ptr_proj.layers.0.weight": torch.randn(4, 4, generator=g),
-            "visual_model.mask_downsample.weight": torch.randn(1, 1, 4, 4, generator=g),
-            "visual_model.maskmem_tpos_enc": torch.randn(7, 1, 1, 4, generator=g),
-            "visual_model.no_mem_pos_enc": torch.randn(1, 1, 4, generator=g),
-            "visual_model.no_obj_ptr": torch.randn(1, 4, generator=g),
-            "meo_linear.weight": torch.randn(4, 8, generator=g),
-            "meo_linear.bias": torch.randn(4, generator=g),
-        }
-    )
-    return sd
-
-
-def write_official_folder(
-    folder: Path,
-    state: dict[str, torch.Tensor],
-    *,
-    fmt: str = "safetensors",
-    prefix: str = "",
-    config: bool = True,
-    tokenizer: bool = True,
-) -> Path:
-    """The layout of a released model folder: config.json, weights, tokenizer files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {prefix + k: v.contiguous() for k, v in state.items()}
-    if fmt == "safetensors":
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    else:
-        torch.save(state, folder / "pytorch_model.bin")
-    if config:
-        (folder / "config.json").write_text(json.dumps(OFFICIAL_CONFIG, indent=2))
-    if tokenizer:
-        from rs2sam2.testing import make_test_tokenizer
-
-        make_test_tokenizer(folder, vocab_size=120)
-    return folder
 
 
 # ------------------------------------------------------------------------------ the full manifest
@@ -207,7 +144,7 @@ def test_tiny_official_checkpoint_loads_into_the_right_modules(
 def test_official_folder_with_tokenizer_gives_a_working_processor(tmp_path, tiny_config, tiny_model):
     from rs2sam2 import RS2SAM2Processor
 
-    from .conftest import random_inputs
+    from ..conftest import random_inputs
 
     folder = write_official_folder(tmp_path / "rrsisd", official_state_dict(tiny_model), fmt="bin")
     model = RS2SAM2.from_pretrained(folder, config=tiny_config)
@@ -283,169 +220,3 @@ def test_round_trip_to_official_names(tiny_model):
     state = tiny_model.state_dict()
     back = convert_official_state_dict(to_official_state_dict(state), tiny_model.config)
     assert back.keys() == state.keys() and all(back[k] is state[k] for k in state)
-
-
-# --------------------------------------------------------------------------- SAM2 base checkpoints
-def sam2_upstream_state_dict(config_name: str) -> dict[str, torch.Tensor]:
-    """The state dict of ``sam2``'s own SAM2Base, built from its packaged Hydra config."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    if not GlobalHydra.instance().is_initialized():
-        initialize_config_module("sam2", version_base="1.2")
-    cfg = compose(config_name=config_name)
-    OmegaConf.resolve(cfg)
-    torch.manual_seed(1)
-    return instantiate(cfg.model, _recursive_=True).state_dict()
-
-
-def hiera_t_config() -> RS2SAM2Config:
-    """Our architecture with SAM2 Hiera-T's image side (sam2_hiera_t.yaml) and a tiny union encoder."""
-    tiny = RS2SAM2Config.from_preset("tiny").to_dict()
-    official = RS2SAM2Config.from_preset("official").to_dict()
-    hiera = {**official["hiera"], "embed_dim": 96, "num_heads": 1, "stages": (1, 2, 7, 2)}
-    hiera.update(global_att_blocks=(5, 7, 9), window_spec=(8, 4, 14, 7))
-    return RS2SAM2Config.from_dict(
-        {
-            **official,
-            "union_encoder": tiny["union_encoder"],
-            "hiera": hiera,
-            "prompt_generator": tiny["prompt_generator"],
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def hiera_t_model() -> RS2SAM2:
-    torch.manual_seed(0)
-    return RS2SAM2(hiera_t_config())
-
-
-@pytest.mark.parametrize(
-    ("sam2_config", "extras"),
-    [
-        ("configs/sam2/sam2_hiera_t.yaml", set()),
-        ("configs/sam2.1/sam2.1_hiera_t.yaml", {"no_obj_embed_spatial", "obj_ptr_tpos_proj"}),
-    ],
-)
-def test_meta_sam2_checkpoint_loads_strictly(tmp_path, hiera_t_model, sam2_config, extras):
-    sam2_state = sam2_upstream_state_dict(sam2_config)
-    path = tmp_path / "sam2_hiera_tiny.pt"
-    torch.save({"model": sam2_state}, path)  # Meta's layout: {"model": state_dict}
-    report = load_sam2_checkpoint(hiera_t_model, path)
-
-    ours = hiera_t_model.state_dict()
-    assert torch.equal(
-        ours["image_encoder.trunk.blocks.3.attn.qkv.weight"],
-        sam2_state["image_encoder.trunk.blocks.3.attn.qkv.weight"],
-    )
-    assert torch.equal(
-        ours["image_encoder.neck.convs.1.conv.weight"], sam2_state["image_encoder.neck.convs.1.conv.weight"]
-    )
-    assert torch.equal(
-        ours["sam_decoder.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"],
-        sam2_state["sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"],
-    )
-    assert torch.equal(
-        ours["sam_decoder.mask_decoder.iou_token.weight"], sam2_state["sam_mask_decoder.iou_token.weight"]
-    )
-    assert torch.equal(ours["sam_decoder.no_mem_embed"], sam2_state["no_mem_embed"])
-    # Exactly the new RS2-SAM2 modules keep their fresh initialisation.
-    assert set(report.fresh_modules(depth=2)) == {
-        "union_encoder.beit3",
-        "image_encoder.fusion_layers",
-        "sam_decoder.text_fusion",
-        "prompt_generator.class_attn",
-        "prompt_generator.mask_linear",
-        "prompt_generator.mask_product",
-        "prompt_generator.token_mlp",
-        "text_proj.weight",
-        "text_proj.bias",
-        "text_weight_head.weight",
-        "text_weight_head.bias",
-    }
-    assert len(report.loaded) + len(report.fresh) == len(ours) and not report.unexpected
-    ignored_groups = {k.split(".")[0] for k in report.ignored}
-    assert (
-        ignored_groups
-        == {
-            "memory_attention",
-            "memory_encoder",
-            "obj_ptr_proj",
-            "mask_downsample",
-            "maskmem_tpos_enc",
-            "no_mem_pos_enc",
-            "no_obj_ptr",
-        }
-        | extras
-    )
-    assert "fresh initialisation kept for" in str(report)
-
-
-def test_sam2_checkpoint_is_strict(tiny_model):
-    from rs2sam2.weights.convert import SAM2_TO_OURS, rename_key
-
-    sam2 = {
-        rename_key(k, SAM2_TO_OURS, inverse=True): v.clone()
-        for k, v in tiny_model.state_dict().items()
-        if rename_key(k, SAM2_TO_OURS, inverse=True) is not None
-    }
-    assert load_sam2_checkpoint(tiny_model, {"model": sam2}).loaded
-    with pytest.raises(CheckpointError, match=r"unexpected keys: image_encoder\.trunk\.extra_scale"):
-        load_sam2_checkpoint(tiny_model, {**sam2, "image_encoder.trunk.extra_scale": torch.ones(1)})
-    partial = {k: v for k, v in sam2.items() if not k.startswith("sam_mask_decoder.iou_prediction_head")}
-    with pytest.raises(
-        CheckpointError, match=r"missing keys: sam_decoder\.mask_decoder\.iou_prediction_head"
-    ):
-        load_sam2_checkpoint(tiny_model, partial)
-    report = load_sam2_checkpoint(tiny_model, {**partial, "extra.weight": torch.ones(1)}, strict=False)
-    assert report.unexpected == ["extra.weight"] and any("iou_prediction_head" in k for k in report.fresh)
-    wrong = {**sam2, "no_mem_embed": torch.zeros(1, 1, 7)}
-    with pytest.raises(
-        CheckpointError, match=r"sam_decoder\.no_mem_embed \(from no_mem_embed\): checkpoint \(1, 1, 7\)"
-    ):
-        load_sam2_checkpoint(tiny_model, wrong, strict=False)
-    nan = {**sam2, "no_mem_embed": torch.full_like(sam2["no_mem_embed"], float("nan"))}
-    with pytest.raises(CheckpointError, match=r"non-finite .* sam_decoder\.no_mem_embed"):
-        load_sam2_checkpoint(tiny_model, nan)
-
-
-# ---------------------------------------------------------------------------- BEiT-3 base checkpoint
-@pytest.mark.parametrize("prefix", ["beit3.", ""])
-def test_beit3_checkpoint(tmp_path, tiny_model, prefix):
-    g = torch.Generator().manual_seed(3)
-    enc = {
-        prefix + k.removeprefix("union_encoder.beit3."): torch.randn(v.shape, generator=g)
-        for k, v in tiny_model.state_dict().items()
-        if k.startswith("union_encoder.")
-    }
-    path = tmp_path / "beit3_tiny_patch16_224.pth"
-    torch.save({"model": enc}, path)
-    report = load_beit3_checkpoint(tiny_model, path)
-    expert = tiny_model.union_encoder.beit3.encoder.layers[0].self_attn.q_proj.A.weight
-    assert torch.equal(expert, enc[prefix + "encoder.layers.0.self_attn.q_proj.A.weight"])
-    assert len(report.loaded) == len(enc) and not any(k.startswith("union_encoder.") for k in report.fresh)
-    with pytest.raises(CheckpointError, match=r"unexpected keys: .*mlm_head\.weight"):
-        load_beit3_checkpoint(tiny_model, {**enc, prefix + "mlm_head.weight": torch.zeros(2)})
-
-
-def test_truncated_and_foreign_pickles(tmp_path, tiny_model):
-    from rs2sam2.weights.state_dict import read_state_dict
-
-    path = tmp_path / "sam2.pt"
-    torch.save({"model": {"no_mem_embed": torch.zeros(1, 1, 32)}}, path)
-    data = path.read_bytes()
-    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_sam2_checkpoint(tiny_model, tmp_path / "cut.pt")
-    (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty"):
-        read_state_dict(tmp_path / "empty.pt")
-    torch.save({"model": {"w": torch.zeros(1)}, "optimizer": Path("x")}, tmp_path / "obj.pt")
-    with pytest.raises(CheckpointError, match="weights_only"):
-        read_state_dict(tmp_path / "obj.pt")
-    torch.save([1, 2, 3], tmp_path / "list.pt")
-    with pytest.raises(CheckpointError, match="not a state dict"):
-        read_state_dict(tmp_path / "list.pt")

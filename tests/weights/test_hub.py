@@ -26,8 +26,8 @@ from rs2sam2.weights.convert import SAM2_TO_OURS, rename_key
 from rs2sam2.weights.model_card import Evaluation, ModelCardInfo, generate_model_card
 from rs2sam2.weights.state_dict import CheckpointError
 
-from .conftest import random_inputs
-from .test_convert import official_state_dict, write_official_folder
+from ..conftest import random_inputs
+from .conftest import official_state_dict, write_official_folder
 
 BASE_REPO = "test-org/sam2-tiny-base"
 BASE_FILE = "sam2_tiny_base.pt"
