@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture()
 def broken_rrsisd(tmp_path) -> Path:
     """Train refs: 0-0 fine, 1-0 mask/image size mismatch, 2-0 image missing, 3-0 empty mask, 4-0 unknown
-    annotation (tests/test_validate.py::make_rrsisd, which ``data validate`` reports in full)."""
+    annotation (tests/conftest.py::make_rrsisd, which ``data validate`` reports in full)."""
     return make_rrsisd(tmp_path / "rrsisd")
 
 

@@ -15,7 +15,8 @@ from .conftest import _mha_like
 
 # ---------------------------------------------------------------- hand-checked BHFM layer (BL)
 def _official_cross_adapter(ad: CrossAdapter, x: torch.Tensor, text: torch.Tensor, alpha: float):
-    """Spec §4.1 pseudo-code, sequence-first with nn.MultiheadAttention, as the official code."""
+    """The per-block cross adapter (BL) of the official code, paper Sec. 3.2 (Bidirectional
+    Hierarchical Fusion Module): sequence-first with nn.MultiheadAttention."""
     vl, lv = _mha_like(ad.vision_attn), _mha_like(ad.text_attn)
     b, h, w, _ = x.shape
     f = F.gelu(ad.fc1(x)).permute(1, 2, 0, 3).reshape(h * w, b, -1)  # (HW, B, h)

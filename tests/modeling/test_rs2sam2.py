@@ -81,7 +81,8 @@ def test_padded_sentence_in_a_batch_equals_it_alone_unpadded(tiny_model, tiny_co
 
 # ------------------------------------------------------------------------------------- gradients
 def _no_grad_names(model: RS2SAM2) -> set[str]:
-    """Trainable parameters that the official training never updates (spec §3, §4.1, §5)."""
+    """Trainable parameters that the official training never updates (SAM2 heads unused for one mask, the
+    last fusion layer's text path, the mask token of the union encoder)."""
     last = len(model.image_encoder.fusion_layers) - 1
     names = {"union_encoder.beit3.vision_embed.mask_token"}
     for n, _ in model.named_parameters():

@@ -61,7 +61,8 @@ def test_bad_training_checkpoints_are_refused_with_a_clear_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def train_ws(tmp_path_factory):
-    """Tokenizer, a 4-image synthetic dataset (4 train samples) and a 64² tiny config, as in test_train."""
+    """Tokenizer, a 4-image synthetic dataset (4 train samples) and a 64² tiny config, as in
+    training/test_trainer.py."""
     root = tmp_path_factory.mktemp("train_ws")
     make_test_tokenizer(root / "tokenizer", vocab_size=120)
     generate_dataset(

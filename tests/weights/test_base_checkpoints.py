@@ -1,5 +1,6 @@
-"""SAM2 and BEiT-3 base checkpoints → our names (rs2sam2.weights.base_checkpoints): Meta's SAM2 files load
-strictly, BEiT-3 with or without a prefix, and truncated or foreign pickles are refused."""
+"""SAM2 and BEiT-3 base checkpoints → our names (rs2sam2.weights.base_checkpoints): Meta's SAM2 files (made
+from ``sam2``'s own ``SAM2Base`` built from its Hydra configs) load strictly, BEiT-3 with or without a
+prefix, and truncated or foreign pickles are refused."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 in test_base_checkpoints.py.
 
 Every checkpoint here is made by the test in the real on-disk formats: the official key names come from the
-spec's manifest (all 2,853 keys) or from inverting the mapping table on a tiny model; SAM2 checkpoints come
-from ``sam2``'s own ``SAM2Base`` built from its Hydra configs.
+released checkpoint's key table (all 2,853 keys, tests/fixtures/official_state_dict_keys.tsv) or from
+inverting the mapping table on a tiny model.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ MANIFEST_CANDIDATES = (
 
 
 def read_manifest() -> dict[str, tuple[int, ...]]:
-    """Key → shape of the released checkpoint (spec §12), or skip when the spec is not available."""
+    """Key → shape of the released checkpoint (its full state_dict key table), or skip when the table is not
+    available."""
     path = next((p for p in MANIFEST_CANDIDATES if p.is_file()), None)
     if path is None:
         pytest.skip("official_state_dict_keys.tsv not found (set RS2SAM2_SPEC_DIR or add tests/fixtures/)")
