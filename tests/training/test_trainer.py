@@ -1,4 +1,5 @@
-"""Trainer: the loss goes down, exact resume, atomic checkpoints, DDP = single process, schedules, data."""
+"""The Trainer (rs2sam2.training.trainer): the loss goes down, exact resume, atomic checkpoints, DDP = single
+process, optimizer groups, teacher forcing."""
 
 from __future__ import annotations
 
@@ -6,86 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from rs2sam2 import RS2SAM2, RS2SAM2Config
-from rs2sam2.cli import build_parser, main
-from rs2sam2.cli.train import train_config_from_args
-from rs2sam2.data.dataset import OcclusionAugmentation
-from rs2sam2.data.readers import open_dataset
-from rs2sam2.data.synthetic import generate_dataset
-from rs2sam2.processing import RS2SAM2Processor
-from rs2sam2.testing import make_test_tokenizer
-from rs2sam2.training.checkpoint import load_checkpoint, save_model_folder, seed_everything
-from rs2sam2.training.config import EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
-from rs2sam2.training.data import Collate, TrainingSet
-from rs2sam2.training.runtime import set_gradient_checkpointing
+from rs2sam2.cli import main
+from rs2sam2.training.checkpoint import load_checkpoint, save_model_folder
 from rs2sam2.training.trainer import Trainer
 
-# Small enough for CPU tests: 64² SAM2 input and a text table sized to the 123-token test tokenizer.
-IMAGE_SIZE = 64
-VOCAB_SIZE = 128
-
+from .conftest import IMAGE_SIZE, _build, _mean_loss, _records, _trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> SimpleNamespace:
-    """Tokenizer, a 4-image synthetic dataset (4 train, 2 val, 2 test samples) and a tiny config file."""
-    root = tmp_path_factory.mktemp("train_ws")
-    tokenizer = make_test_tokenizer(root / "tokenizer", vocab_size=120)
-    generate_dataset(
-        root / "data", 4, seed=0, size=64, splits=(0.5, 0.25, 0.25), expressions_per_image=2,
-        write_rrsisd=False,
-    )  # fmt: skip
-    d = RS2SAM2Config.from_preset("tiny").to_dict()
-    d["image_size"] = IMAGE_SIZE
-    d["union_encoder"]["vocab_size"] = VOCAB_SIZE
-    config = RS2SAM2Config.from_dict(d)
-    config.to_json(root / "config.json")
-    return SimpleNamespace(root=root, tokenizer=tokenizer, data=root / "data", config=config)
-
-
-def _build(ws: SimpleNamespace, seed: int = 0) -> tuple[RS2SAM2, RS2SAM2Processor]:
-    seed_everything(seed)
-    return RS2SAM2(ws.config), RS2SAM2Processor.from_pretrained(ws.tokenizer, ws.config)
-
-
-def _trainer(ws, out: Path, seed: int = 0, val: bool = True, **overrides) -> Trainer:
-    model, processor = _build(ws, seed)
-    settings = {"epochs": 1, "log_every": 1, "progress": False, "device": "cpu", **overrides}
-    cfg = TrainConfig(output_dir=str(out), **settings)
-    val_set = open_dataset(ws.data, "val") if val else None
-    return Trainer(model, processor, open_dataset(ws.data, "train"), cfg, val_dataset=val_set)
-
-
-def _records(path: Path, drop=("time", "samples_per_s")) -> list[dict]:
-    return [
-        {k: v for k, v in json.loads(line).items() if k not in drop}
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-
-
-@torch.no_grad()
-def _mean_loss(trainer: Trainer) -> float:
-    """Official loss of the current model over the training samples, one at a time, in eval mode."""
-    trainer.model.eval()
-    collate = Collate(trainer.processor)
-    total = 0.0
-    for i in range(len(trainer.train_set)):
-        batch = collate([trainer.train_set[i]])
-        inputs = {k: batch[k] for k in ("sam_pixels", "union_pixels", "input_ids", "attention_mask")}
-        out = trainer.model(**inputs)
-        total += float(trainer.loss_fn(out.logits, batch["target"], out.text_weight).total)
-    return total / len(trainer.train_set)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -266,41 +198,6 @@ def test_torchrun_two_processes_match_single_process(ws, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- components
-def test_gradient_checkpointing_keeps_outputs_and_gradients(ws):
-    model, _ = _build(ws)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.tensor([[0, 10, 20, 30, 2]])
-    inputs = {
-        "sam_pixels": torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g),
-        "union_pixels": torch.randn(1, 3, 224, 224, generator=g),
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids, dtype=torch.bool),
-    }
-    results = []
-    for enabled in (False, True):
-        set_gradient_checkpointing(model, enabled)
-        model.zero_grad()
-        out = model(**inputs)
-        (out.logits.square().mean() + out.text_weight.sum()).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        results.append((out.logits.detach(), grads))
-    (ref_logits, ref_grads), (ckpt_logits, ckpt_grads) = results
-    assert torch.equal(ref_logits, ckpt_logits)
-    assert ref_grads.keys() == ckpt_grads.keys()
-    for n in ref_grads:
-        torch.testing.assert_close(ckpt_grads[n], ref_grads[n], rtol=1e-5, atol=1e-7, msg=n)
-
-
-def test_learning_rate_schedules():
-    def factors(cfg: TrainConfig) -> list[float]:
-        decay = EpochDecay.from_config(cfg)
-        return [decay(e) for e in range(cfg.epochs)]
-
-    official = factors(TrainConfig(epochs=60, schedule="official"))
-    assert official[:50] == [1.0] * 50 and official[50:] == [0.1] * 10
-    assert factors(TrainConfig(epochs=40, schedule="official")) == [1.0] * 40  # RRSIS-D never decays
-    assert factors(TrainConfig(epochs=40, schedule="paper")) == [1.0] * 30 + [0.1] * 10
-    assert factors(TrainConfig(epochs=5, schedule="constant")) == [1.0] * 5
 
 
 def test_optimizer_groups_and_lr_decay_in_the_trainer(ws, tmp_path):
@@ -325,84 +222,7 @@ def test_bf16_is_refused_on_cpu(ws, tmp_path):
         _trainer(ws, tmp_path, precision="bf16")
 
 
-class _Items(list):
-    """Referring items plus the ``samples`` (split, ref group) :class:`TrainingSet` reads for occlusion."""
-
-    samples: list
-
-
-def test_training_set_resizes_the_mask_with_nearest_and_occludes_deterministically(ws, tmp_path):
-    img = np.full((40, 50, 3), 200, dtype=np.uint8)
-    mask = np.zeros((40, 50), dtype=bool)
-    mask[10:20, 5:45] = True
-    image = Image.fromarray(img)
-    items = _Items({"image": image, "mask": mask, "expression": "the roof", "id": str(i)} for i in range(4))
-    items.samples = [SimpleNamespace(split="train", group=str(i)) for i in range(4)]
-    _, processor = _build(ws)
-    occlusion = OcclusionAugmentation(fraction=0.5, min_boxes=2, max_boxes=3, box_size=8, seed=7)
-    ts = TrainingSet(items, processor, occlusion=occlusion, seed=7)
-    assert len(ts.occluded) == 2
-    plain = next(i for i in range(4) if i not in ts.occluded)
-    hidden = next(iter(ts.occluded))
-    a = ts[plain]
-    assert a["sam_pixels"].shape == (3, IMAGE_SIZE, IMAGE_SIZE) and a["union_pixels"].shape == (3, 224, 224)
-    assert a["target"].dtype == torch.int64 and set(a["target"].unique().tolist()) == {0, 1}
-    expected = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((IMAGE_SIZE,) * 2, Image.NEAREST))
-    assert torch.equal(a["target"], torch.from_numpy(expected.astype(np.int64)))
-    assert torch.equal(a["sam_pixels"], ts[plain]["sam_pixels"])  # not occluded: untouched
-    first = ts[hidden]["sam_pixels"]
-    assert not torch.equal(first, a["sam_pixels"])  # black boxes pasted
-    assert torch.equal(first, ts[hidden]["sam_pixels"])  # same epoch, same boxes
-    ts.epoch = 1
-    assert not torch.equal(first, ts[hidden]["sam_pixels"])  # new epoch, new boxes
-
-
-def test_class_weights_override_the_loss_variant(tmp_path):
-    official = loss_from_config(TrainConfig(output_dir=str(tmp_path)))
-    assert official.config.class_weights == (0.9, 1.1) and official.config.dice_weight == 0.1
-    cfg = TrainConfig(output_dir=str(tmp_path), loss="paper", class_weights=[1, 10])  # JSON gives lists
-    weighted = loss_from_config(cfg)
-    assert weighted.config.class_weights == (1.0, 10.0) and weighted.config.ce_weight == 1.0  # paper's λ_ce
-    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # train_config.json round trip
-    # a missed foreground pixel costs more with the heavier foreground weight (CE; Dice is unweighted)
-    logits, target = torch.full((1, 1, 4, 4), -3.0), torch.zeros(1, 4, 4)
-    target[0, 0, :2] = 1
-    heavy = loss_from_config(TrainConfig(output_dir=str(tmp_path), class_weights=(1.0, 10.0)))
-    assert heavy(logits, target, torch.ones(1)).ce > official(logits, target, torch.ones(1)).ce
-    for bad in [(0.0, 1.0), (1.0,), (1.0, 2.0, 3.0)]:
-        with pytest.raises(ValueError, match="class_weights"):
-            TrainConfig(output_dir=str(tmp_path), class_weights=bad)
-
-
-def test_cli_class_weights(tmp_path):
-    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
-    args = build_parser().parse_args([*base, "--class-weights", "1", "10"])
-    assert train_config_from_args(args).class_weights == (1.0, 10.0)
-    assert train_config_from_args(build_parser().parse_args(base)).class_weights is None
-
-
 # ------------------------------------------------------------- pseudo-mask loss and teacher forcing
-def test_pseudo_mask_options_config_and_cli(tmp_path):
-    cfg = TrainConfig(output_dir=str(tmp_path), pseudo_mask_loss=0.5, teacher_forcing=0.8,
-                      teacher_forcing_steps=100)  # fmt: skip
-    assert loss_from_config(cfg).config.pseudo_mask_weight == 0.5
-    assert loss_from_config(TrainConfig(output_dir=str(tmp_path))).config.pseudo_mask_weight == 0.0
-    assert [teacher_forcing_probability(cfg, s) for s in (0, 25, 100, 500)] == pytest.approx([0.8, 0.6, 0, 0])
-    constant = TrainConfig(output_dir=str(tmp_path), teacher_forcing=0.3)
-    assert teacher_forcing_probability(constant, 10**6) == 0.3
-    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for bad in [{"pseudo_mask_loss": -1.0}, {"teacher_forcing": 1.5}, {"teacher_forcing_steps": -1},
-                {"pseudo_mask_kind": "focal"}]:  # fmt: skip
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            TrainConfig(output_dir=str(tmp_path), **bad)
-    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
-    args = build_parser().parse_args(
-        [*base, "--pseudo-mask-loss", "2", "--teacher-forcing", "0.5", "--teacher-forcing-steps", "40"]
-    )
-    got = train_config_from_args(args)
-    assert (got.pseudo_mask_loss, got.teacher_forcing, got.teacher_forcing_steps) == (2.0, 0.5, 40)
-    d = train_config_from_args(build_parser().parse_args(base))
-    assert (d.pseudo_mask_loss, d.teacher_forcing) == (0.0, 0.0)  # off by default: the official recipe
 
 
 def test_teacher_forcing_feeds_the_grid_target_as_the_dense_prompt(ws, tmp_path):
@@ -433,34 +253,3 @@ def test_pseudo_mask_training_logs_the_separation(ws, tmp_path):
         assert {"pseudo_mask", "pm_target", "pm_background", "train_iou", "teacher_forcing"} <= set(r)
         assert 0 <= r["pm_background"] <= 1 and 0 <= r["train_iou"] <= 1 and r["pseudo_mask"] > 0
     assert 0 <= val[0]["pm_target"] <= 1 and 0 <= val[0]["pm_background"] <= 1
-
-
-def test_checkpoint_rng_state_holds_the_training_gpu_generator_only(monkeypatch):
-    """One CUDA generator state, the training device's: asking every visible GPU (the former
-    ``get_rng_state_all``) created a CUDA context on each GPU in every torchrun process."""
-    from rs2sam2.training.checkpoint import capture_rng_state, restore_rng_state
-
-    asked, restored = [], []
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("asked every GPU"))
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("set every GPU"))
-    monkeypatch.setattr(
-        torch.cuda,
-        "get_rng_state",
-        lambda device: asked.append(str(device)) or torch.full((4,), 7, dtype=torch.uint8),
-    )
-    monkeypatch.setattr(
-        torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), str(device)))
-    )
-    assert "cuda" not in capture_rng_state(torch.device("cpu")) and asked == []
-    state = capture_rng_state(torch.device("cuda", 1))
-    assert asked == ["cuda:1"] and state["cuda"].tolist() == [7] * 4
-    after = torch.rand(3)
-    restore_rng_state(state, torch.device("cuda", 1))
-    assert restored == [(7, "cuda:1")] and torch.equal(torch.rand(3), after)  # the CPU generator too
-    restore_rng_state(state, torch.device("cpu"))  # a CUDA checkpoint resumed on the CPU: no CUDA call
-    assert restored == [(7, "cuda:1")]
-    # the former format, one state per visible GPU: the device's own, or the last when there were fewer
-    legacy = {**state, "cuda": [torch.full((4,), i, dtype=torch.uint8) for i in range(2)]}
-    restore_rng_state(legacy, torch.device("cuda", 1))
-    restore_rng_state(legacy, torch.device("cuda", 3))
-    assert restored[1:] == [(1, "cuda:1"), (1, "cuda:3")]

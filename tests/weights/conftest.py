@@ -1,15 +1,19 @@
-"""Official-format model folders made on the fly, shared by the conversion and Hub tests."""
+"""Shared by the weights tests: official-format model folders made on the fly, a test-made Hugging Face cache
+(offline mode on), and SAM2 base checkpoints matching a model."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
 from rs2sam2 import RS2SAM2
-from rs2sam2.weights.convert import official_key
+from rs2sam2.weights.convert import SAM2_TO_OURS, official_key, rename_key
 
 # The official config.json written by merge_lora_weights_and_save_hf_model.py (EvfConfig, transformers 4.x).
 OFFICIAL_CONFIG = {
@@ -73,3 +77,58 @@ def write_official_folder(
 
         make_test_tokenizer(folder, vocab_size=120)
     return folder
+
+
+BASE_REPO = "test-org/sam2-tiny-base"
+BASE_FILE = "sam2_tiny_base.pt"
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def put_in_cache(cache: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
+    """Lay files out as huggingface_hub's cache does (refs/main → snapshots/<commit>/…)."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for name, content in files.items():
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            shutil.copyfile(content, target)
+    return snapshot
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch) -> Path:
+    """An empty HF cache, offline mode on (as the environment variables and as huggingface_hub sees them)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+
+
+def sam2_base_checkpoint(model: RS2SAM2) -> dict[str, torch.Tensor]:
+    """The SAM2-format checkpoint whose SAM2 parts equal ``model``'s (plus a memory-module key)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        name = rename_key(key, SAM2_TO_OURS, inverse=True)
+        if name is not None:
+            state[name] = value.clone()
+    state["maskmem_tpos_enc"] = torch.zeros(7, 1, 1, 4)
+    return state

@@ -1,6 +1,6 @@
-"""Model folders and the Hub (rs2sam2.weights.hub): save → load round trips, compact packages, offline
-resolution from a test-made Hugging Face cache, bad inputs, the model card, and push_to_hub through
-huggingface_hub's real upload code against a Hub-compatible server on loopback."""
+"""Model folders and the Hub (rs2sam2.weights.hub): save → load round trips, offline resolution from a
+test-made Hugging Face cache, bad inputs, and push_to_hub through huggingface_hub's real upload code against
+a Hub-compatible server on loopback (compact packages: test_compact.py; the card: test_model_card.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,70 +17,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rs2sam2 import RS2SAM2, RS2SAM2Config
+from rs2sam2 import RS2SAM2
 from rs2sam2.cli import build_parser, main
-from rs2sam2.weights.base_checkpoints import load_sam2_checkpoint
-from rs2sam2.weights.compact import COMPACT_PREFIXES, tensor_sha256
-from rs2sam2.weights.convert import SAM2_TO_OURS, rename_key
-from rs2sam2.weights.model_card import Evaluation, ModelCardInfo, generate_model_card
 from rs2sam2.weights.state_dict import CheckpointError
 
 from ..conftest import random_inputs
-from .conftest import official_state_dict, write_official_folder
-
-BASE_REPO = "test-org/sam2-tiny-base"
-BASE_FILE = "sam2_tiny_base.pt"
-
-
-def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def put_in_cache(cache: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
-    """Lay files out as huggingface_hub's cache does (refs/main → snapshots/<commit>/…)."""
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    for name, content in files.items():
-        target = snapshot / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            shutil.copyfile(content, target)
-    return snapshot
-
-
-@pytest.fixture()
-def offline_cache(tmp_path, monkeypatch) -> Path:
-    """An empty HF cache, offline mode on (as the environment variables and as huggingface_hub sees them)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-def folder_files(folder: Path) -> dict[str, Path]:
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-
-
-def sam2_base_checkpoint(model: RS2SAM2) -> dict[str, torch.Tensor]:
-    """The SAM2-format checkpoint whose SAM2 parts equal ``model``'s (plus a memory-module key)."""
-    state = {}
-    for key, value in model.state_dict().items():
-        name = rename_key(key, SAM2_TO_OURS, inverse=True)
-        if name is not None:
-            state[name] = value.clone()
-    state["maskmem_tpos_enc"] = torch.zeros(7, 1, 1, 4)
-    return state
+from .conftest import (
+    folder_files,
+    official_state_dict,
+    put_in_cache,
+    same_weights,
+    write_official_folder,
+)
 
 
 # ----------------------------------------------------------------------------------- round trips
@@ -219,79 +166,6 @@ def test_convert_cli_from_an_official_repo(tmp_path, tiny_model, offline_cache):
     assert main(["convert", "ReeF2025/RS2-SAM2", str(tmp_path / "x"), "--subfolder", "refseg"]) == 1
 
 
-# --------------------------------------------------------------------------------------- compact
-def test_compact_package_reassembles_from_the_base_in_the_cache(tmp_path, tiny_model, offline_cache):
-    base_file = tmp_path / BASE_FILE
-    torch.save({"model": sam2_base_checkpoint(tiny_model)}, base_file)
-    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: base_file})
-    report = load_sam2_checkpoint(tiny_model, BASE_REPO, filename=BASE_FILE)  # records the base
-    assert report.ignored == ["maskmem_tpos_enc"]
-    assert tiny_model.config.base_model == {"repo_id": BASE_REPO, "filename": BASE_FILE}
-
-    full = tiny_model.save_pretrained(tmp_path / "full")
-    compact = tiny_model.save_pretrained(tmp_path / "compact", compact=True, dtype=torch.bfloat16)
-    stored = load_file(compact / "model.safetensors")
-    assert not any(k.startswith(COMPACT_PREFIXES) for k in stored)
-    config = json.loads((compact / "config.json").read_text())
-    assert config["package"] == {"dtype": "bfloat16", "omitted_prefixes": list(COMPACT_PREFIXES)}
-    frozen = {k: v for k, v in tiny_model.state_dict().items() if k.startswith(COMPACT_PREFIXES)}
-    assert config["base_model"] == {
-        "repo_id": BASE_REPO,
-        "filename": BASE_FILE,
-        "sha256": tensor_sha256(frozen),
-    }
-    assert (compact / "model.safetensors").stat().st_size < 0.5 * (full / "model.safetensors").stat().st_size
-
-    loaded = RS2SAM2.from_pretrained(compact)
-    state = loaded.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in frozen.items())  # exact: restored from the fp32 base
-    assert torch.equal(state["text_proj.weight"], tiny_model.text_proj.weight.detach().bfloat16().float())
-
-    # A different base under the same name: the checksum catches it.
-    tampered = sam2_base_checkpoint(tiny_model)
-    tampered["image_encoder.trunk.blocks.0.attn.qkv.weight"] += 1e-3
-    torch.save({"model": tampered}, base_file)
-    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: base_file})
-    with pytest.raises(CheckpointError, match="does not match this package: sha256"):
-        RS2SAM2.from_pretrained(compact)
-    # No base in the cache (offline): a clear error naming the file.
-    shutil.rmtree(offline_cache / f"models--{BASE_REPO.replace('/', '--')}")
-    with pytest.raises(FileNotFoundError, match=f"'{BASE_FILE}' not found in Hub repo '{BASE_REPO}'"):
-        RS2SAM2.from_pretrained(compact)
-
-
-def test_sam2_base_by_hub_repo_id(tmp_path, tiny_model, offline_cache):
-    """``load_sam2_checkpoint(model, "facebook/sam2-hiera-tiny")``: file name from sam2's table, via cache."""
-    torch.save({"model": sam2_base_checkpoint(tiny_model)}, tmp_path / "sam2_hiera_tiny.pt")
-    put_in_cache(
-        offline_cache, "facebook/sam2-hiera-tiny", {"sam2_hiera_tiny.pt": tmp_path / "sam2_hiera_tiny.pt"}
-    )
-    report = load_sam2_checkpoint(tiny_model, "facebook/sam2-hiera-tiny")
-    assert report.source == "facebook/sam2-hiera-tiny/sam2_hiera_tiny.pt" and report.ignored == [
-        "maskmem_tpos_enc"
-    ]
-    assert tiny_model.config.base_model == {
-        "repo_id": "facebook/sam2-hiera-tiny",
-        "filename": "sam2_hiera_tiny.pt",
-    }
-    with pytest.raises(FileNotFoundError, match="not a file or folder, nor a known SAM2 Hub repo"):
-        load_sam2_checkpoint(tiny_model, "someone/unknown-sam2")
-
-
-def test_compact_refuses_weights_that_differ_from_the_base(tmp_path, tiny_model, offline_cache):
-    base = sam2_base_checkpoint(tiny_model)
-    with torch.no_grad():
-        tiny_model.image_encoder.neck.convs[0].conv.bias.add_(1.0)
-    torch.save({"model": base}, tmp_path / BASE_FILE)
-    put_in_cache(offline_cache, BASE_REPO, {BASE_FILE: tmp_path / BASE_FILE})
-    tiny_model.config.base_model = {"repo_id": BASE_REPO, "filename": BASE_FILE}
-    with pytest.raises(ValueError, match=r"frozen tensors differ from base .*neck\.convs\.0\.conv\.bias"):
-        tiny_model.save_pretrained(tmp_path / "c", compact=True)
-    tiny_model.config.base_model = {}
-    with pytest.raises(CheckpointError, match="base_model lacks"):
-        tiny_model.save_pretrained(tmp_path / "c", compact=True)
-
-
 # ---------------------------------------------------------------------------------- bad inputs
 def test_bad_packages_raise_clear_errors(tmp_path, tiny_model):
     folder = tiny_model.save_pretrained(tmp_path / "ok")
@@ -388,43 +262,6 @@ def test_shard_names_must_stay_inside_the_model_folder(tmp_path, tiny_model, sha
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match=r"names the shard .*must be files inside the model folder"):
         RS2SAM2.from_pretrained(folder)
-
-
-# --------------------------------------------------------------------------------------- model card
-def test_model_card_metadata_and_body(tiny_config):
-    from huggingface_hub import ModelCard
-
-    config = RS2SAM2Config.from_dict(
-        {**tiny_config.to_dict(), "base_model": {"repo_id": "facebook/sam2-hiera-large"}}
-    )
-    info = ModelCardInfo(
-        model_name="RS2-SAM2 (RRSIS-D)",
-        repo_id="someone/rs2sam2-rrsisd",
-        datasets=["someone/rrsis-d"],
-        evaluations=[
-            Evaluation("RRSIS-D", "test", {"mIoU": 66.72, "oIoU": 78.99, "Pr@0.5": 77.56}, "someone/rrsis-d")
-        ],
-    )
-    text = str(generate_model_card(config, info, num_parameters=123_000_000))
-    card = ModelCard(text)
-    meta = card.data.to_dict()
-    assert meta["library_name"] == "rs2sam2" and meta["license"] == "apache-2.0"
-    assert meta["base_model"] == ["facebook/sam2-hiera-large"] and meta["datasets"] == ["someone/rrsis-d"]
-    assert {"rs2sam2", "remote-sensing", "referring-image-segmentation"} <= set(meta["tags"])
-    results = meta["model-index"][0]["results"][0]
-    assert {m["name"]: m["value"] for m in results["metrics"]} == {
-        "mIoU": 66.72,
-        "oIoU": 78.99,
-        "Pr@0.5": 77.56,
-    }
-    assert results["dataset"]["split"] == "test"
-    assert 'RS2SAM2Predictor.from_pretrained("someone/rs2sam2-rrsisd")' in text
-    assert "| RRSIS-D | test | 66.72 | 78.99 | 77.56 |" in text
-    assert (
-        "arXiv:2503.07266" in text
-        and "github.com/rongfu-dsb/RS2-SAM2" in text
-        and "123.0 M parameters" in text
-    )
 
 
 # ------------------------------------------------------------------------------ push (fake Hub)
