@@ -160,8 +160,6 @@ def tiny_predictor(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ robustness: predictor, folder, CLI
-
-
 IMAGE_SIZE = 64  # model input: small enough that a forward pass is a few milliseconds on one CPU thread
 TEXT = "the red roof of the large building"
 
@@ -348,8 +346,6 @@ class _CodeInPickle:
 
 
 # ---------------------------------------------------------------------------- rs2sam2 predict in-process
-
-
 def run_cli(argv: list[str]) -> int:
     """``rs2sam2 predict …`` in-process; argparse's own errors come back as their exit code."""
     try:
@@ -359,9 +355,9 @@ def run_cli(argv: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------------- a broken RRSIS-D dataset
-
-
 def make_rrsisd(root: Path) -> Path:
+    """An RRSIS-D layout with one good train sample, one of each problem ``data validate`` reports (mask and
+    image sizes differ, image missing, empty mask, unknown annotation) and a testB sample."""
     img_dir = root / "images" / "rrsisd" / "JPEGImages"
     img_dir.mkdir(parents=True)
     for name, size in (("ok.jpg", (8, 6)), ("big.jpg", (10, 6))):
@@ -394,8 +390,6 @@ def make_rrsisd(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------------ geo: scenes and a stub model
-
-
 X0, Y0, GSD = 500_000.0, 5_000_000.0, 10.0  # EPSG:32633 origin (upper left) and pixel size in metres
 UTM = "EPSG:32633"
 

@@ -200,7 +200,6 @@ def test_compute_metrics_one_shot():
 
 
 # ------------------------------------------------------------------------------------------- properties
-
 masks = st.integers(1, 6).flatmap(
     lambda h: st.integers(1, 6).flatmap(
         lambda w: st.tuples(arrays(np.bool_, (h, w)), arrays(np.bool_, (h, w)))
@@ -240,8 +239,6 @@ def test_perfect_prediction_gives_100(pairs):
 
 
 # ------------------------------------------------------------------------- properties (robustness)
-
-
 def _mask_pairs(max_side: int = 12):
     return st.integers(1, max_side).flatmap(
         lambda h: st.integers(1, max_side).flatmap(

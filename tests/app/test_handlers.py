@@ -25,9 +25,8 @@ from rs2sam2.testing import register_app_predictor
 
 from .conftest import build_tiny_predictor, median_probability
 
+
 # ------------------------------------------------------------------------------------------- fixtures
-
-
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Iterator[RS2SAM2Predictor]:
     p = build_tiny_predictor(tmp_path_factory.mktemp("tokenizer"))

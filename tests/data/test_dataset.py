@@ -12,9 +12,8 @@ from PIL import Image
 from rs2sam2.data.dataset import OcclusionAugmentation, ReferringDataset
 from rs2sam2.data.samples import Sample
 
+
 # ------------------------------------------------------------------------------------------------ occlusion
-
-
 def test_occlusion_boxes_replay_rng(tmp_path):
     img = Image.new("RGB", (100, 70), (255, 255, 255))
     aug = OcclusionAugmentation()

@@ -108,8 +108,6 @@ def refsegrs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ RRSIS-D
-
-
 def test_rrsisd_splits_and_sentences(rrsisd):
     reader = RRSISDReader(rrsisd)
     train = reader.samples("train")
@@ -222,8 +220,6 @@ def test_refs_pickle_size_is_bounded(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- RefSegRS
-
-
 def test_parse_phrase_line():
     assert parse_phrase_line("12 a  b c\n") == ("12", "a  b c")
     assert parse_phrase_line("12 a  b c\n", keep_trailing_newline=True) == ("12", "a  b c\n")
@@ -255,8 +251,6 @@ def test_refsegrs_dataset_items(refsegrs):
 
 
 # ------------------------------------------------------------------------------------- layout + manifest
-
-
 def test_detect_layout(rrsisd, refsegrs, tmp_path):
     assert detect_layout(rrsisd) == ("rrsisd", rrsisd)
     assert detect_layout(refsegrs) == ("refsegrs", refsegrs)

@@ -145,8 +145,6 @@ def test_manifest_problems(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs2sam2")
     add_cli_parser(parser.add_subparsers(dest="command"))

@@ -6,9 +6,8 @@ import torch
 
 from ..conftest import random_inputs
 
+
 # ---------------------------------------------------------------- banded CPU inference
-
-
 def test_chunked_inference_equals_the_one_piece_block_loop(tiny_model, tiny_config):
     """At inference the window attention and the MLP part run on groups of tokens (what keeps a 1024²
     image's 151 MB MLP activations from existing whole); the result equals the one-piece loop, and the

@@ -49,8 +49,6 @@ def write_hub_cache(
 
 
 # ------------------------------------------------------------------------------------------------ reloading
-
-
 @pytest.mark.parametrize("loader", ["AutoTokenizer", "XLMRobertaTokenizer"])
 def test_plain_transformers_reload(fixture_dir: Path, loader: str) -> None:
     import transformers
@@ -126,8 +124,6 @@ def test_transformers_spm_conversion_vs_ours(fixture_dir: Path, tmp_path: Path) 
 
 
 # ------------------------------------------------------------------------------------------------ checks
-
-
 def test_five_token_trap_is_detected(fixture_dir: Path, tmp_path: Path) -> None:
     from transformers import XLMRobertaTokenizer
 
@@ -200,8 +196,6 @@ def test_missing_local_folder(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ hub cache
-
-
 def test_offline_hub_cache_resolution(
     fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,9 +18,8 @@ from rs2sam2.text import (
 
 from .conftest import RELEASED_FILES
 
+
 # ------------------------------------------------------------------------------------------------ layout
-
-
 def test_saved_folder_has_released_layout(fixture_dir: Path) -> None:
     assert RELEASED_FILES | {TOKENIZER_JSON_FILENAME} == {p.name for p in fixture_dir.iterdir()}
     sp = spm.SentencePieceProcessor(model_file=str(fixture_dir / SPM_FILENAME))

@@ -64,8 +64,6 @@ def multilingual(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 # ------------------------------------------------------------------------------------------------ ids
-
-
 def test_ids_equal_sentencepiece_plus_fairseq_offset(multilingual) -> None:
     tokenizer, sp, _folder = multilingual
     texts = remote_sensing_corpus(60, seed=3) + MULTILINGUAL + TRICKY
@@ -106,8 +104,6 @@ def test_bpe_folder_has_no_tokenizer_json(multilingual) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ tokenize
-
-
 def test_padding_with_unk_id_and_mask(fixture_dir: Path) -> None:
     tokenizer = load_tokenizer(fixture_dir, min_vocab_size=100)
     input_ids, mask = tokenize(tokenizer, ["the ship", "the large white storage tank closest to the road"])

@@ -33,8 +33,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------- damaged checkpoints
-
-
 def test_bad_training_checkpoints_are_refused_with_a_clear_message(tmp_path):
     good = tmp_path / "good.pt"
     torch.save({"format": 1, "model": {"w": torch.zeros(3)}}, good)

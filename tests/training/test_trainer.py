@@ -198,8 +198,6 @@ def test_torchrun_two_processes_match_single_process(ws, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- components
-
-
 def test_optimizer_groups_and_lr_decay_in_the_trainer(ws, tmp_path):
     trainer = _trainer(ws, tmp_path, val=False, epochs=3, schedule="paper", decay_epochs=1)
     groups = {g["name"]: g for g in trainer.optimizer.param_groups}
@@ -223,8 +221,6 @@ def test_bf16_is_refused_on_cpu(ws, tmp_path):
 
 
 # ------------------------------------------------------------- pseudo-mask loss and teacher forcing
-
-
 def test_teacher_forcing_feeds_the_grid_target_as_the_dense_prompt(ws, tmp_path):
     trainer = _trainer(ws, tmp_path, val=False, teacher_forcing=1.0)
     target = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.long)

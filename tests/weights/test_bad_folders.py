@@ -34,8 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------- weights
-
-
 def _bad_folder(model_folder: Path, tmp_path: Path, kind: str) -> tuple[Path, str]:
     """A copy of the saved model folder with one defect, and the message that must name it."""
     folder = tmp_path / kind
