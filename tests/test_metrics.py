@@ -200,7 +200,6 @@ def test_compute_metrics_one_shot():
 
 
 # ------------------------------------------------------------------------------------------- properties
-
 masks = st.integers(1, 6).flatmap(
     lambda h: st.integers(1, 6).flatmap(
         lambda w: st.tuples(arrays(np.bool_, (h, w)), arrays(np.bool_, (h, w)))
@@ -237,3 +236,45 @@ def test_perfect_prediction_gives_100(pairs):
         g.flat[0] = True  # non-empty GT (an empty one has IoU 0 under the official convention)
     out = compute_metrics(gts, gts, eval_size=None)
     assert all(out[k] == 100.0 for k in METRIC_KEYS)
+
+
+# ------------------------------------------------------------------------- properties (robustness)
+def _mask_pairs(max_side: int = 12):
+    return st.integers(1, max_side).flatmap(
+        lambda h: st.integers(1, max_side).flatmap(
+            lambda w: st.tuples(arrays(np.bool_, (h, w)), arrays(np.bool_, (h, w)))
+        )
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(_mask_pairs(), st.integers(0, 7), st.data())
+def test_iou_is_invariant_under_a_shared_flip_and_monotone_in_corrections(pair, op, data):
+    p, g = pair
+    flip = [lambda a: a, np.fliplr, np.flipud, np.transpose, np.rot90, lambda a: np.rot90(a, 2),
+            lambda a: np.rot90(a, 3), lambda a: np.fliplr(np.transpose(a))][op]  # fmt: skip
+    assert iou(flip(p), flip(g)) == iou(p, g)
+    wrong = np.argwhere(p != g)
+    if len(wrong):  # fixing one wrong pixel (a miss or a false alarm) never lowers the IoU
+        r, c = wrong[data.draw(st.integers(0, len(wrong) - 1))]
+        fixed = p.copy()
+        fixed[r, c] = g[r, c]
+        assert iou(fixed, g) >= iou(p, g)
+    else:
+        assert iou(p, g) == (1.0 if g.any() else 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_mask_pairs(), min_size=1, max_size=6), st.integers(1, 9), st.integers(1, 9))
+def test_metrics_at_an_evaluation_size_stay_in_range(pairs, eh, ew):
+    """Official protocol shape: GTs of any size nearest-resized to the evaluation size."""
+    gts = [g for _, g in pairs]
+    preds = [resize_mask_nearest(p, (eh, ew)) for p, _ in pairs]
+    out = compute_metrics(preds, gts, eval_size=(eh, ew))
+    assert 0.0 <= out["mIoU"] <= 100.0 and 0.0 <= out["oIoU"] <= 100.0
+    i = sum(int((p & resize_mask_nearest(g, (eh, ew))).sum()) for p, g in zip(preds, gts))
+    u = sum(int((p | resize_mask_nearest(g, (eh, ew))).sum()) for p, g in zip(preds, gts))
+    assert out["oIoU"] == pytest.approx(100.0 * i / u if u else 0.0)
+    perfect = compute_metrics([resize_mask_nearest(g, (eh, ew)) for g in gts], gts, eval_size=(eh, ew))
+    if all(resize_mask_nearest(g, (eh, ew)).any() for g in gts):
+        assert perfect["mIoU"] == perfect["oIoU"] == 100.0

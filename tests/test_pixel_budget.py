@@ -124,7 +124,7 @@ def test_arrays_over_the_budget_are_refused_without_allocating():
 
 def test_cli_refuses_a_bomb_and_takes_max_pixels(bombs, tmp_path, capsys, monkeypatch):
     from rs2sam2.cli import predict as predict_cli
-    from tests.test_predict_cli import run_cli
+    from tests.conftest import run_cli
 
     class NoModel:  # the budget is checked before the model is asked
         model = type("M", (), {"config": type("C", (), {"image_size": 64, "mask_threshold": 0.5})})()
@@ -147,7 +147,7 @@ def test_cli_refuses_a_bomb_and_takes_max_pixels(bombs, tmp_path, capsys, monkey
 def test_geo_single_mode_takes_the_budget_tiles_mode_only_the_window(tmp_path):
     pytest.importorskip("rasterio")
     from rs2sam2.geo import predict_raster
-    from tests.test_geo import StubPredictor
+    from tests.conftest import StubPredictor
 
     tifffile.imwrite(tmp_path / "scene.tif", np.full((3, 60, 80), 200, np.uint8), photometric="rgb")
     for mode in ("single", "coarse-to-fine"):

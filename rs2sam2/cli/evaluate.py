@@ -7,7 +7,7 @@ import argparse
 from .common import add_threads_argument, positive_int
 
 # Copies of rs2sam2.evaluate.RESOLUTIONS and the keys of PAPER_RESULTS, so that --help does not import
-# torch (tests/test_cli.py checks they agree).
+# torch (tests/cli/test_cli.py checks they agree).
 RESOLUTIONS = ("official", "native")
 PAPER_DATASETS = ("refsegrs", "rrsisd")
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Copies of rs2sam2.training.config.SCHEDULES / PRECISIONS, rs2sam2.training.losses.LOSS_VARIANTS,
 # FREEZE_POLICIES and rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch
-# (tests/test_cli.py checks they agree).
+# (tests/cli/test_cli.py checks they agree).
 SCHEDULES = ("constant", "official", "paper")
 PRECISIONS = ("bf16", "fp32")
 LOSS_VARIANTS = ("differentiable", "official", "paper")

@@ -1,5 +1,6 @@
-"""The fused image encoder's own parts: Hiera's position embedding computed by us, and the model's wiring
-of the decoder's high-resolution reductions into the encoder."""
+"""② The fused image encoder (rs2sam2.modeling.image_encoder): the fused block loop against SAM2's, the
+parallel MLP adapter, the FPN against SAM2's neck, Hiera's position embedding computed by us, and the
+model's wiring of the decoder's high-resolution reductions into the encoder."""
 
 from __future__ import annotations
 
@@ -78,3 +79,49 @@ def test_model_wires_the_decoders_high_res_reductions_into_the_encoder(tiny_mode
     size = inputs["sam_pixels"].shape[-2:]
     staged = F.interpolate(decoded.low_res_logits.float(), size, mode="bilinear", align_corners=False)
     assert torch.equal(whole, staged)
+
+
+# ------------------------------------------------------------- fused blocks and FPN
+def test_fused_block_loop_equals_sam2_blocks_when_adapters_are_zero(tiny_model, tiny_config):
+    """With the adapters' output layers zeroed, our block loop reproduces sam2's own Hiera exactly
+    (windowing, q-pooling, stage changes)."""
+    enc = tiny_model.image_encoder.eval()
+    with torch.no_grad():
+        for layer in enc.fusion_layers:
+            for lin in [layer.cross_adapter.fc2, layer.mlp_adapter.fc2]:
+                lin.weight.zero_()
+                lin.bias.zero_()
+        x = torch.randn(1, 3, tiny_config.image_size, tiny_config.image_size)
+        text = torch.randn(1, 5, tiny_config.text_dim)
+        ours = enc(x, text).trunk_features
+        upstream = enc.trunk(x)
+    for a, b in zip(ours, upstream):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_block_adds_the_parallel_mlp_adapter(tiny_model, tiny_config):
+    """x_out = x_mid + mlp(norm2(x_mid)) + 0.5·adapter(norm2(x_mid)): only the adapter term moves with
+    the adapter's weights, by exactly 0.5 × its change."""
+    enc = tiny_model.image_encoder.eval()
+    block, layer = enc.trunk.blocks[0], enc.fusion_layers[0]
+    x = torch.randn(1, 16, 16, block.dim)
+    text = torch.randn(1, 3, tiny_config.text_dim)
+    with torch.no_grad():
+        base, _, _ = enc._block(block, layer, x, text, update_text=True, need_weights=False)
+        layer.mlp_adapter.fc2.bias.add_(1.0)  # adapter output grows by exactly 1 everywhere
+        moved, _, _ = enc._block(block, layer, x, text, update_text=True, need_weights=False)
+    torch.testing.assert_close(moved - base, torch.full_like(base, 0.5), atol=1e-5, rtol=1e-5)
+
+
+def test_fpn_without_position_encodings_equals_sam2_neck(tiny_model, tiny_config):
+    enc = tiny_model.image_encoder.eval()
+    features = [
+        torch.randn(1, dim, tiny_config.image_size // s, tiny_config.image_size // s)
+        for dim, s in zip(tiny_config.hiera.stage_dims, (4, 8, 16, 32))
+    ]
+    with torch.no_grad():
+        ours = enc.fpn(features)
+        upstream, _ = enc.neck(features)
+    assert len(ours) == len(upstream) == 4
+    for a, b in zip(ours, upstream):
+        assert torch.equal(a, b)
