@@ -6,23 +6,27 @@ Every step the shipped model went through, in order (each can be run alone with 
                   from a seed training never sees (seed 7, 160 images, 640 expressions).
 2. ``tokenizer``: a sentencepiece BPE tokenizer (384 pieces) on the generator's vocabulary, saved in the
                   XLM-R layout the official tokenizer uses.
-3. ``train``:     ``rs2sam2 train`` on the ``tiny`` preset from scratch (freeze policy ``full``: no
-                  pretrained trunk exists to freeze), official loss **plus the pseudo-mask loss**
+3. ``train``:     stage 1, ``rs2sam2 train`` on the ``tiny`` preset from scratch (freeze policy ``full``:
+                  no pretrained trunk exists to freeze), official loss **plus the pseudo-mask loss**
                   (``--pseudo-mask-loss 1 --pseudo-mask-kind bce_softmax``: not in the paper; without it
                   the prompt generator learns nothing from random weights) and teacher forcing of the dense
                   prompt (probability 0.5, annealed to 0 over 4,000 steps), AdamW 5e-4 / 1e-3, batch 8,
                   5 epochs (5,875 steps), ×0.1 in the last epoch; the best epoch by val mIoU + oIoU is
-                  kept. It resumes from ``WORK/run/checkpoint.pt`` when one is there (run it in chunks).
-4. ``evaluate``:  ``rs2sam2 evaluate`` on the held-out test set, with and without ``--shuffle-text``,
-                  and on the first 640 training expressions (does the model fit its own training data?).
-5. ``analyze``:   the test metrics per expression type, category and target size (``test_breakdown.json``).
-6. ``examples``:  the app's showcase examples, chosen from the test set by a fixed rule
+                  kept in ``WORK/run/best``.
+4. ``continue``:  stage 2, the same losses and learning rates from ``WORK/run/best``, without teacher
+                  forcing, 6 more epochs (7,050 steps), ×0.1 in the last; best epoch in ``WORK/run2/best``.
+                  Both training steps resume from their ``checkpoint.pt`` when one is there: run them in
+                  chunks of a few hours.
+5. ``evaluate``:  ``rs2sam2 evaluate`` of the final model on the held-out test set, with and without
+                  ``--shuffle-text``, and on the first 640 training expressions (does it fit its own data?).
+6. ``analyze``:   the test metrics per expression type, category and target size (``test_breakdown.json``).
+7. ``examples``:  the app's showcase examples, chosen from the test set by a fixed rule
                   (:func:`select_examples`), copied into ``demo/examples`` with ``demo/examples.json``.
-7. ``package``:   copy the best model into ``demo/`` with a model card carrying the measured metrics.
+8. ``package``:   copy the final model into ``demo/`` with a model card carrying the measured metrics.
 
 Usage::
 
-    python demo/build_default_model.py --work /tmp/rs2sam2-default          # all steps (≈ 2 h, 2 cores)
+    python demo/build_default_model.py --work /tmp/rs2sam2-default          # all steps (≈ 4.5 h, 2 cores)
     python demo/build_default_model.py --work /tmp/rs2sam2-default --steps evaluate package
 """
 
@@ -39,7 +43,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "demo" / "rs2sam2-tiny-synthetic"
-STEPS = ("data", "tokenizer", "train", "evaluate", "analyze", "examples", "package")
+STEPS = ("data", "tokenizer", "train", "continue", "evaluate", "analyze", "examples", "package")
 EXAMPLES_DIR = REPO / "demo" / "examples"
 EXAMPLES_FILE = REPO / "demo" / "examples.json"
 AREA_BINS = ((0, 200), (200, 500), (500, 1000), (1000, 10**9))  # target area in pixels of the 256² image
@@ -62,6 +66,30 @@ TRAIN_ARGS = [
     "--teacher-forcing-steps", "4000",
     "--no-progress",
 ]  # fmt: skip
+
+#: Stage 2: the stage-1 model trained further with the same losses and learning rates, without teacher
+#: forcing (the decoder already follows a good prompt), 6 more epochs, ×0.1 in the last.
+CONTINUE_ARGS = [
+    "--freeze-policy", "full",
+    "--lr", "5e-4",
+    "--fusion-lr", "1e-3",
+    "--batch-size", "8",
+    "--epochs", "6",
+    "--schedule", "paper",
+    "--decay-epochs", "1",
+    "--save-every-steps", "300",
+    "--log-every", "50",
+    "--eval-resolution", "native",
+    "--seed", "2402",
+    "--pseudo-mask-loss", "1",
+    "--pseudo-mask-kind", "bce_softmax",
+    "--no-progress",
+]  # fmt: skip
+
+
+def final_run(work: Path) -> Path:
+    """The run whose best model is evaluated and shipped: stage 2 when it has one, else stage 1."""
+    return work / "run2" if (work / "run2" / "best").is_dir() else work / "run"
 
 
 def step_data(work: Path) -> None:
@@ -95,8 +123,18 @@ def step_train(work: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
+def step_continue(work: Path) -> None:
+    """Stage 2: ``rs2sam2 train --init-from WORK/run/best`` (weights, config and tokenizer of stage 1)."""
+    cmd = ["rs2sam2", "train", "--data", str(work / "train" / "manifest.jsonl"), "--out", str(work / "run2")]
+    cmd += ["--init-from", str(work / "run" / "best"), *CONTINUE_ARGS]
+    if (work / "run2" / "checkpoint.pt").is_file():
+        cmd.append("--resume")
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
 def _evaluate(work: Path, name: str, data: str, split: str, *extra: str) -> dict:
-    cmd = ["rs2sam2", "evaluate", "--model", str(work / "run" / "best"), "--data"]
+    cmd = ["rs2sam2", "evaluate", "--model", str(final_run(work) / "best"), "--data"]
     cmd += [str(work / data / "manifest.jsonl"), "--split", split, "--resolution", "native"]
     cmd += ["--json", str(work / f"{name}.json"), "--csv", str(work / f"{name}.csv"), "--no-progress", *extra]
     print(" ".join(cmd), flush=True)
@@ -244,14 +282,22 @@ def step_package(work: Path) -> None:
     test = json.loads((work / "test.json").read_text())
     blind = json.loads((work / "test_shuffled.json").read_text())
     seen = json.loads((work / "train_subset.json").read_text())
-    val = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
-    curve = ", ".join(f"{r['mIoU']:.1f}" for r in val if r.get("event") == "val")
+    run = final_run(work)
+    stages = [work / "run"] + ([run] if run != work / "run" else [])
+    logs = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in stages]
+    vals = [[r for r in log if r.get("event") == "val"] for log in logs]
+    curve = "; ".join(
+        f"stage {i + 1}: " + ", ".join(f"{r['mIoU']:.1f}" for r in v) for i, v in enumerate(vals)
+    )
+    separation = "; ".join(
+        f"stage {i + 1}: "
+        + ", ".join(f"{r['pm_target']:.2f}/{r['pm_background']:.2f}" for r in v if "pm_target" in r)
+        for i, v in enumerate(vals)
+    )
+    steps = sum(max(r["step"] for r in log) for log in logs)
     keys = ["mIoU", "oIoU", "Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9"]
-    model = RS2SAM2.from_pretrained(work / "run" / "best")
-    processor = RS2SAM2Processor.from_pretrained(work / "run" / "best", model.config)
-    steps = max(r["step"] for r in val)
-    sep = [r for r in val if r.get("event") == "val" and "pm_target" in r]
-    separation = ", ".join(f"{r['pm_target']:.2f}/{r['pm_background']:.2f}" for r in sep)
+    model = RS2SAM2.from_pretrained(run / "best")
+    processor = RS2SAM2Processor.from_pretrained(run / "best", model.config)
     description = (
         "A `tiny` RS2-SAM2 trained from scratch, on a CPU, on **synthetic** aerial-like scenes generated by "
         "`rs2sam2 synth` — no real imagery. It is the offline default of the rs2sam2 app, notebooks and CLI, "
@@ -306,7 +352,8 @@ def step_package(work: Path) -> None:
     model.save_pretrained(TARGET, processor=processor, card=card)
     for name in ["test.json", "test_shuffled.json", "test_breakdown.json", "train_subset.json"]:
         shutil.copy(work / name, TARGET / f"eval_{name}")
-    shutil.copy(work / "run" / "metrics.jsonl", TARGET / "training_log.jsonl")
+    for i, d in enumerate(stages):
+        shutil.copy(d / "metrics.jsonl", TARGET / f"training_log_stage{i + 1}.jsonl")
     print(f"packaged {TARGET} ({sum(p.stat().st_size for p in TARGET.iterdir()) / 2**20:.1f} MB)")
 
 
