@@ -19,12 +19,10 @@ paper's RS2-SAM2 row (:data:`PAPER_RESULTS`), and writes the metrics as JSON and
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import random
-import sys
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -337,7 +335,7 @@ def paper_row(dataset: str, split: str) -> tuple[str, dict[str, float]]:
     return f"RS2-SAM2 paper ({PAPER_DATASET_NAMES[dataset]} {key})", table[key]
 
 
-# ----------------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------------- loading
 def load_model_and_processor(
     path_or_repo: str | None = None, *, subfolder: str | None = None, device: str | None = None
 ) -> tuple[RS2SAM2, RS2SAM2Processor]:
@@ -347,38 +345,3 @@ def load_model_and_processor(
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictor = RS2SAM2Predictor.from_pretrained(path_or_repo, subfolder=subfolder, device=dev)
     return predictor.model, predictor.processor
-
-
-def _cli_evaluate(args: argparse.Namespace) -> int:
-    from .data.readers import open_dataset
-
-    dataset = open_dataset(args.data, args.split)
-    if len(dataset) == 0:
-        print(f"error: no {args.split!r} samples in {args.data}", file=sys.stderr)
-        return 2
-    model, processor = load_model_and_processor(args.model, subfolder=args.subfolder, device=args.device)
-    indices = None if args.limit is None else list(range(min(args.limit, len(dataset))))
-    metrics, rows = evaluate(
-        model,
-        processor,
-        dataset,
-        resolution=args.resolution,
-        shuffle_text=args.shuffle_text,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        indices=indices,
-        progress=not args.no_progress,
-    )
-    size = model.config.image_size
-    where = f"{size}×{size}" if args.resolution == "official" else "native size"
-    label = "ours (shuffled text)" if args.shuffle_text else "ours"
-    print(f"{args.split}: {metrics['num_samples']} samples, masks compared at {where}")
-    table = [(label, metrics)]
-    if args.compare_paper:
-        table.append(paper_row(args.compare_paper, args.split))
-    print(format_table(table))
-    if args.json_path:
-        print(f"metrics: {write_json(args.json_path, metrics)}")
-    if args.csv_path:
-        print(f"per-sample rows: {write_csv(args.csv_path, rows)}")
-    return 0

@@ -1,8 +1,10 @@
-"""``rs2sam2 evaluate``: its arguments. The evaluation is rs2sam2.evaluate, imported when the command runs."""
+"""``rs2sam2 evaluate``: its arguments and the command. The evaluation is rs2sam2.evaluate, imported when the
+command runs (``--help`` imports no torch)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import add_threads_argument, positive_int
 
@@ -56,6 +58,37 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..evaluate import _cli_evaluate
+    """Evaluate, print the table, write the JSON / CSV files asked for."""
+    from ..data.readers import open_dataset
+    from ..evaluate import evaluate, format_table, load_model_and_processor, paper_row, write_csv, write_json
 
-    return _cli_evaluate(args)
+    dataset = open_dataset(args.data, args.split)
+    if len(dataset) == 0:
+        print(f"error: no {args.split!r} samples in {args.data}", file=sys.stderr)
+        return 2
+    model, processor = load_model_and_processor(args.model, subfolder=args.subfolder, device=args.device)
+    indices = None if args.limit is None else list(range(min(args.limit, len(dataset))))
+    metrics, rows = evaluate(
+        model,
+        processor,
+        dataset,
+        resolution=args.resolution,
+        shuffle_text=args.shuffle_text,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        indices=indices,
+        progress=not args.no_progress,
+    )
+    size = model.config.image_size
+    where = f"{size}×{size}" if args.resolution == "official" else "native size"
+    label = "ours (shuffled text)" if args.shuffle_text else "ours"
+    print(f"{args.split}: {metrics['num_samples']} samples, masks compared at {where}")
+    table = [(label, metrics)]
+    if args.compare_paper:
+        table.append(paper_row(args.compare_paper, args.split))
+    print(format_table(table))
+    if args.json_path:
+        print(f"metrics: {write_json(args.json_path, metrics)}")
+    if args.csv_path:
+        print(f"per-sample rows: {write_csv(args.csv_path, rows)}")
+    return 0
