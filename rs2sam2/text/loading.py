@@ -142,6 +142,8 @@ def load_tokenizer(
             kwargs["tokenizer_file"] = str(backend_file)
         tokenizer = XLMRobertaTokenizer.from_pretrained(str(folder), **kwargs)
     tokenizer.name_or_path = source.name
+    # How the files were found is not part of the tokenizer: keep it out of a saved tokenizer_config.json.
+    tokenizer.init_kwargs.pop("local_files_only", None)
 
     if info is not None:
         if info.model_type == MODEL_BPE:
