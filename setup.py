@@ -2,8 +2,8 @@
 
 Everything else about the package is in pyproject.toml. ``build_py`` copies the repository's
 ``demo/rs2sam2-tiny-synthetic/``, ``demo/examples.json`` and ``demo/examples/`` into the built package as
-``rs2sam2/_bundled/demo/...`` (where :mod:`rs2sam2.weights.bundled` looks first). Editable installs skip the copy
-and use the repository's ``demo/`` folder directly.
+``rs2sam2/_bundled/demo/...`` (where :mod:`rs2sam2.weights.bundled` looks first). Editable installs skip
+the copy and use the repository's ``demo/`` folder directly.
 """
 
 from __future__ import annotations

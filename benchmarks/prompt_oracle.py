@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from rs2sam2.data.readers import open_dataset
 from rs2sam2.evaluate import load_model_and_processor
 from rs2sam2.metrics import MetricAccumulator
-from rs2sam2.training.losses import grid_target
+from rs2sam2.processing import grid_target
 
 
 def run(model_path: str | None, data: str, split: str, limit: int | None, batch_size: int) -> dict:

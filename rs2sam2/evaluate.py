@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .metrics import METRIC_KEYS, MetricAccumulator, resize_mask_nearest
+from .processing import grid_target
 
 if TYPE_CHECKING:
     from .processing import RS2SAM2Processor
@@ -149,7 +149,7 @@ def pseudo_mask_separation(
     p = pseudo_mask.float()  # (B, 1, g, g)
     g = p.shape[-1]
     # a cell is the target's when any target pixel falls in it (the pseudo-mask loss's "max" grid target)
-    t = F.adaptive_max_pool2d(target.to(p.device).float().unsqueeze(1), g).flatten(1) > 0  # (B, g·g)
+    t = grid_target(target.to(p.device), g).flatten(1) > 0  # (B, g·g)
     p = p.flatten(1)  # (B, g·g)
     fg_n, bg_n = t.sum(1), (~t).sum(1)
     on = torch.where(fg_n > 0, (p * t).sum(1) / fg_n.clamp(min=1), torch.full_like(p[:, 0], float("nan")))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import numpy as np
 import torch
@@ -267,3 +267,27 @@ def _normalize(image: Image.Image, mean: Sequence[float], std: Sequence[float]) 
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x - m) / s
+
+
+#: How :func:`grid_target` reduces a cell's pixels.
+GridReduction = Literal["max", "area"]
+
+
+def grid_target(target: torch.Tensor, grid: int, reduction: GridReduction = "max") -> torch.Tensor:
+    """The (B, H, W) {0, 1} target on a ``grid``×``grid`` grid of cells, (B, 1, grid, grid) float: the
+    referred object as the mask prompt generator's 14×14 pseudo-mask sees it (the pseudo-mask loss, teacher
+    forcing and the pseudo-mask diagnostics of :mod:`rs2sam2.evaluate` all use it).
+
+    ``"max"``: 1 where any target pixel lies in the cell (adaptive max pooling: cells of ⌊·⌋/⌈·⌉ pixels
+    when H is not a multiple of ``grid``); ``"area"``: the fraction of the cell's pixels that are target.
+    """
+    if target.dim() == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.dim() != 3:
+        raise ValueError(f"target must be (B, H, W), got {tuple(target.shape)}")
+    t = target.float().unsqueeze(1)  # (B, 1, H, W)
+    if reduction == "max":
+        return F.adaptive_max_pool2d(t, grid)
+    if reduction == "area":
+        return F.adaptive_avg_pool2d(t, grid)
+    raise ValueError(f"unknown grid reduction {reduction!r}")

@@ -49,10 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..processing import GridReduction, grid_target
+
 BoundaryMode = Literal["hard", "soft"]
 CEReduction = Literal["per_sample", "pooled"]
 DiceReduction = Literal["sum", "mean"]
-GridReduction = Literal["max", "area"]
 PseudoMaskKind = Literal["bce_dice", "bce_softmax"]
 
 
@@ -274,24 +275,6 @@ def boundary_loss(
     else:
         raise ValueError(f"unknown boundary mode {mode!r}")
     return F.mse_loss(w * mask_gradient(pred), w * mask_gradient(gt))
-
-
-def grid_target(target: Tensor, grid: int, reduction: GridReduction = "max") -> Tensor:
-    """The (B, H, W) {0, 1} target on a ``grid``×``grid`` grid of cells, (B, 1, grid, grid) float.
-
-    ``"max"``: 1 where any target pixel lies in the cell (adaptive max pooling: cells of ⌊·⌋/⌈·⌉ pixels
-    when H is not a multiple of ``grid``); ``"area"``: the fraction of the cell's pixels that are target.
-    """
-    if target.dim() == 4 and target.shape[1] == 1:
-        target = target[:, 0]
-    if target.dim() != 3:
-        raise ValueError(f"target must be (B, H, W), got {tuple(target.shape)}")
-    t = target.float().unsqueeze(1)  # (B, 1, H, W)
-    if reduction == "max":
-        return F.adaptive_max_pool2d(t, grid)
-    if reduction == "area":
-        return F.adaptive_avg_pool2d(t, grid)
-    raise ValueError(f"unknown grid reduction {reduction!r}")
 
 
 def pseudo_mask_loss(

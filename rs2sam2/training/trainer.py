@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..evaluate import evaluate, metrics_from_rows, pseudo_mask_separation, pseudo_mask_summary
+from ..processing import grid_target
 from .checkpoint import (
     BEST_DIR,
     CHECKPOINT_NAME,
@@ -33,7 +34,7 @@ from .checkpoint import (
 )
 from .config import PRECISIONS, EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
 from .data import Collate, TrainingSet
-from .losses import RS2SAM2Loss, grid_target
+from .losses import RS2SAM2Loss
 from .runtime import LossInputs, configure_determinism, dist_info, set_gradient_checkpointing
 
 if TYPE_CHECKING:
