@@ -23,9 +23,11 @@ Additions: gradient accumulation, bf16 autocast (CUDA), gradient checkpointing (
 Hiera blocks), JSON-lines metrics (``OUT/metrics.jsonl``), an atomically written checkpoint
 (``OUT/checkpoint.pt``: model, optimiser, scheduler, RNG states, epoch, step, position in the epoch) after
 every epoch (and every ``save_every_steps`` steps), and exact resumption from it (:mod:`.checkpoint`).
+For training from random weights (not in the paper, off by default): the pseudo-mask loss and teacher
+forcing (:mod:`.losses`, :mod:`.config`), and the grounding stage (:mod:`.grounding`).
 
 Modules: :mod:`.config` (``TrainConfig``, schedules, precisions) · :mod:`.losses` · :mod:`.data` ·
 :mod:`.checkpoint` (atomic save, resume, RNG state) · :mod:`.runtime` (process group, determinism) ·
-:mod:`.trainer` (the loop). ``rs2sam2 train`` (:mod:`rs2sam2.cli.train`) builds a run from its arguments.
+:mod:`.grounding` (the grounding stage) · :mod:`.trainer` (the loop). ``rs2sam2 train`` (:mod:`rs2sam2.cli.train`) builds a run from its arguments.
 The package imports none of them itself: ``import rs2sam2.training.losses`` loads the losses only.
 """

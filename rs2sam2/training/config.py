@@ -18,6 +18,8 @@ from ..modeling.rs2sam2 import FREEZE_POLICIES
 from .losses import LOSS_VARIANTS, RS2SAM2Loss, build_loss
 
 Precision = Literal["fp32", "bf16"]
+#: What a run trains: the whole model, or only the grounding half (:mod:`.grounding`).
+STAGES = ("full", "grounding")
 
 
 @dataclass
@@ -59,6 +61,11 @@ class TrainConfig:
             prompt while the generator learns from its own loss); 0 = off (official).
         teacher_forcing_steps: anneal ``teacher_forcing`` linearly to 0 over this many optimiser steps
             (0: keep it constant).
+        stage: ``"full"`` (the whole model on the configured loss, as the paper) or ``"grounding"`` (only
+            the union encoder and the mask prompt generator, on the pseudo-mask loss of kind
+            ``pseudo_mask_kind`` alone, with SAM2 not run; validation and the best epoch go by how often
+            the pseudo-mask peaks on the target: :mod:`.grounding`). Not in the paper: a cheap first stage
+            for models trained from random weights.
         occlusion: RRSIS-D random-box occlusion of 20 % of the train refs (official for RRSIS-D only).
         max_steps: stop after this many optimiser steps (quick runs); ``None``: run all epochs.
         log_every: write a train record to ``metrics.jsonl`` every this many steps.
@@ -97,6 +104,7 @@ class TrainConfig:
     pseudo_mask_kind: str = "bce_dice"
     teacher_forcing: float = 0.0
     teacher_forcing_steps: int = 0
+    stage: str = "full"
     occlusion: bool = False
     max_steps: int | None = None
     log_every: int = 10
@@ -130,6 +138,10 @@ class TrainConfig:
             raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing!r}")
         if self.teacher_forcing_steps < 0:
             raise ValueError(f"teacher_forcing_steps must be >= 0, got {self.teacher_forcing_steps}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.stage == "grounding" and self.teacher_forcing > 0:
+            raise ValueError("teacher forcing feeds SAM2's prompt, which the grounding stage does not run")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.eval_every < 0 or self.save_every_steps < 0 or self.num_workers < 0:

@@ -34,7 +34,14 @@ from .checkpoint import (
 )
 from .config import PRECISIONS, EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
 from .data import Collate, TrainingSet
-from .losses import RS2SAM2Loss
+from .grounding import (
+    GroundingInputs,
+    combine_grounding_metrics,
+    freeze_for_grounding,
+    grounding_metrics,
+    peak_in_target,
+)
+from .losses import RS2SAM2Loss, pseudo_mask_loss
 from .runtime import LossInputs, configure_determinism, dist_info, set_gradient_checkpointing
 
 if TYPE_CHECKING:
@@ -44,8 +51,8 @@ if TYPE_CHECKING:
 
 #: Per-micro-batch figures summed into the log window: the loss terms, the mean IoU of the thresholded
 #: training logits with the target, then the pseudo-mask's mean probability on the target's grid cells and
-#: on the others (:func:`rs2sam2.evaluate.pseudo_mask_separation`).
-WINDOW_KEYS = ("total", "ce", "dice", "boundary", "pseudo_mask", "iou", "pm_target", "pm_background")
+#: on the others (:func:`rs2sam2.evaluate.pseudo_mask_separation`), and how many peak on the target.
+WINDOW_KEYS = ("total", "ce", "dice", "boundary", "pseudo_mask", "iou", "pm_target", "pm_background", "peak")
 
 
 def _empty_window() -> dict[str, float]:
@@ -95,7 +102,10 @@ class Trainer(Checkpointing):
         self.model = model.to(self.device)
         self.model.apply_freeze_policy(config.freeze_policy)  # before DDP and the optimiser see the params
         set_gradient_checkpointing(self.model, config.gradient_checkpointing)
-        self.forward_module: nn.Module = LossInputs(self.model)
+        self.grounding = config.stage == "grounding"
+        if self.grounding:
+            freeze_for_grounding(self.model)
+        self.forward_module: nn.Module = (GroundingInputs if self.grounding else LossInputs)(self.model)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -276,22 +286,38 @@ class Trainer(Checkpointing):
         autocast = (
             torch.autocast(dev.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         )
+        if self.grounding:
+            with no_sync():
+                with autocast:
+                    pseudo_logits = self.forward_module(**inputs).float()
+                lc = self.loss_fn.config
+                loss = pseudo_mask_loss(
+                    pseudo_logits, target, lc.pseudo_mask_target, kind=lc.pseudo_mask_kind
+                )
+                (loss / accumulate).backward()
+            value = float(loss.detach())
+            return {"total": value, "pseudo_mask": value, **self._pseudo_stats(pseudo_logits, target)}
         with no_sync():
             with autocast:
                 logits, text_weight, pseudo_logits = self.forward_module(**inputs)
             losses = self.loss_fn(logits.float(), target, text_weight.float(), pseudo_logits.float())
             (losses.total / accumulate).backward()
-        on, off = pseudo_mask_separation(torch.sigmoid(pseudo_logits.detach().float()), target)
-        has = ~torch.isnan(on)
         pred = logits.detach()[:, 0] > self.model.config.mask_threshold
         fg = target.bool()
         inter, union = (pred & fg).flatten(1).sum(1), (pred | fg).flatten(1).sum(1)
         iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter, dtype=torch.float))
+        return {**losses.as_dict(), "iou": float(iou.mean()), **self._pseudo_stats(pseudo_logits, target)}
+
+    @staticmethod
+    def _pseudo_stats(pseudo_logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Log-window sums of a micro-batch's pseudo-mask: probability on / off the target, peaks on it."""
+        logits = pseudo_logits.detach().float()
+        on, off = pseudo_mask_separation(torch.sigmoid(logits), target)
+        has = ~torch.isnan(on)
         return {
-            **losses.as_dict(),
-            "iou": float(iou.mean()),
             "pm_target": float(on[has].sum()),  # sums; the log divides by the counts
             "pm_background": float(off.mean()),
+            "peak": float((peak_in_target(logits, target) & has).sum()),
             "n_target": float(has.sum()),
         }
 
@@ -323,7 +349,7 @@ class Trainer(Checkpointing):
         due = cfg.eval_every > 0 and (self.epoch % cfg.eval_every == 0 or last)
         if self.val_dataset is not None and due:
             metrics = self.validate()
-            score = float(metrics["mIoU"] + metrics["oIoU"])
+            score = float(metrics["peak_in_target"] if self.grounding else metrics["mIoU"] + metrics["oIoU"])
             improved = self.best is None or score > self.best["score"]
             if improved:
                 self.best = {"epoch": self.epoch, "step": self.step, "score": score, "metrics": metrics}
@@ -339,6 +365,8 @@ class Trainer(Checkpointing):
         """Metrics of the current model on the val set (sharded over processes, gathered)."""
         assert self.val_dataset is not None
         indices = range(self.rank, len(self.val_dataset), self.world_size)
+        if self.grounding:
+            return self._validate_grounding(list(indices))
         metrics, rows = evaluate(
             self.model,
             self.processor,
@@ -356,6 +384,23 @@ class Trainer(Checkpointing):
             metrics = metrics_from_rows(rows)
         self.model.train()
         return {**metrics, **pseudo_mask_summary(rows)}
+
+    def _validate_grounding(self, indices: list[int]) -> dict[str, float | int]:
+        """The grounding stage's validation: the pseudo-mask's peak-in-target rate and separation."""
+        loader = DataLoader(
+            TrainingSet(self.val_dataset, self.processor),
+            batch_size=self.config.eval_batch_size,
+            sampler=indices,
+            collate_fn=self.collate,
+        )
+        self.model.eval()
+        metrics = grounding_metrics(GroundingInputs(self.model), loader, self.device)
+        self.model.train()
+        if self.world_size > 1:
+            gathered: list[Any] = [None] * self.world_size
+            dist.all_gather_object(gathered, metrics)
+            metrics = combine_grounding_metrics(gathered)
+        return metrics
 
     def _save_best(self) -> None:
         if not self.is_main:
@@ -377,12 +422,15 @@ class Trainer(Checkpointing):
     def _log_train(self, window: dict[str, float], seconds: float) -> None:
         n = int(window["n"])
         record: dict[str, Any] = {"event": "train", "epoch": self.epoch + 1, "step": self.step}
-        for k in ("total", "ce", "dice", "boundary"):
+        for k in ("total",) if self.grounding else ("total", "ce", "dice", "boundary"):
             record["loss" if k == "total" else k] = self._all_mean(window[k], n)
-        if self.loss_fn.config.pseudo_mask_weight > 0:
+        if self.loss_fn.config.pseudo_mask_weight > 0 and not self.grounding:
             record["pseudo_mask"] = self._all_mean(window.get("pseudo_mask", 0.0), n)
-        record["train_iou"] = self._all_mean(window.get("iou", 0.0), n)
-        record["pm_target"] = self._all_mean(window.get("pm_target", 0.0), int(window.get("n_target", 0)))
+        if not self.grounding:
+            record["train_iou"] = self._all_mean(window.get("iou", 0.0), n)
+        n_target = int(window.get("n_target", 0))
+        record["peak_in_target"] = 100.0 * self._all_mean(window.get("peak", 0.0), n_target)
+        record["pm_target"] = self._all_mean(window.get("pm_target", 0.0), n_target)
         record["pm_background"] = self._all_mean(window.get("pm_background", 0.0), n)
         if self.config.teacher_forcing > 0:
             record["teacher_forcing"] = teacher_forcing_probability(self.config, self.step)
