@@ -127,9 +127,10 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
         "--stage",
         choices=STAGES,
         help="full (default): the whole model, as the paper. grounding: only the union encoder and the "
-        "mask prompt generator, on the pseudo-mask loss alone (SAM2 is not run: about 5x more samples per "
-        "hour on a CPU); validation reports how often the pseudo-mask peaks on the target. Not part of "
-        "RS2-SAM2: a first stage for training from random weights, followed by a full stage",
+        "mask prompt generator, on the pseudo-mask loss alone (SAM2 is not run: about 3x the samples per "
+        "second of a full step on a CPU, tiny preset); validation and the best epoch go by how often the "
+        "pseudo-mask peaks on the target. Not part of RS2-SAM2: for measuring or training the grounding "
+        "of a model trained from random weights; a full stage must follow for SAM2 to use new prompts",
     )
     g.add_argument("--precision", choices=PRECISIONS, help="bf16: autocast, CUDA only (default: fp32)")
     g.add_argument("--gradient-checkpointing", action="store_true")

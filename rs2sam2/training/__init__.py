@@ -28,6 +28,7 @@ forcing (:mod:`.losses`, :mod:`.config`), and the grounding stage (:mod:`.ground
 
 Modules: :mod:`.config` (``TrainConfig``, schedules, precisions) · :mod:`.losses` · :mod:`.data` ·
 :mod:`.checkpoint` (atomic save, resume, RNG state) · :mod:`.runtime` (process group, determinism) ·
-:mod:`.grounding` (the grounding stage) · :mod:`.trainer` (the loop). ``rs2sam2 train`` (:mod:`rs2sam2.cli.train`) builds a run from its arguments.
+:mod:`.grounding` (the grounding stage) · :mod:`.trainer` (the loop). ``rs2sam2 train``
+(:mod:`rs2sam2.cli.train`) builds a run from its arguments.
 The package imports none of them itself: ``import rs2sam2.training.losses`` loads the losses only.
 """
