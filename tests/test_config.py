@@ -73,7 +73,7 @@ def test_every_range_names_a_real_field():
 
 # -------------------------------------------------------------------------------- config
 def test_config_json_round_trip(tmp_path):
-    for name in ["official", "tiny"]:
+    for name in ["official", "tiny", "small"]:
         cfg = RS2SAM2Config.from_preset(name)
         cfg.to_json(tmp_path / "c.json")
         assert RS2SAM2Config.from_json(tmp_path / "c.json") == cfg
@@ -88,3 +88,23 @@ def test_config_json_round_trip(tmp_path):
     assert official.fusion.text_weight == 0.2 and official.fusion.adapter_scale == 0.5
     assert official.mask_threshold == 0.5 and official.mask_input_size == 256
     assert official.union_encoder.grid_size == 14 and official.union_encoder.vocab_size == 64010
+
+
+def test_small_preset_is_tiny_with_a_wider_union_encoder():
+    import torch
+
+    from rs2sam2.modeling import RS2SAM2Model
+
+    tiny, small = (RS2SAM2Config.from_preset(n).to_dict() for n in ("tiny", "small"))
+    ue_tiny, ue_small = tiny.pop("union_encoder"), small.pop("union_encoder")
+    assert small == tiny  # everything but the union encoder is tiny's
+    changed = {k: (ue_tiny[k], v) for k, v in ue_small.items() if ue_tiny[k] != v}
+    assert changed == {"embed_dim": (128, 256), "num_heads": (4, 8), "ffn_dim": (512, 1024)}
+    cfg = RS2SAM2Config.from_preset("small")
+    cfg.union_encoder.vocab_size = 64
+    model = RS2SAM2Model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 256, 256), torch.randn(1, 3, 224, 224), torch.tensor([[0, 5, 9, 2]]),
+                    torch.ones(1, 4, dtype=torch.long))  # fmt: skip
+    assert out.logits.shape == (1, 1, 256, 256) and out.pseudo_mask.shape == (1, 1, 14, 14)
+    assert model.prompt_generator.mask_linear.in_features == 256
