@@ -3,8 +3,8 @@
 A probe for choosing the union encoder (BEiT-3) size of a model trained from random weights: it trains
 only the union encoder and the mask prompt generator, on the pseudo-mask loss (``bce_softmax``), from
 scratch or from a model folder, and every ``--eval-every`` steps reports how often the pseudo-mask's
-highest cell lies on the target on the val split (``peak``, %; :func:`rs2sam2.training.grounding.
-peak_in_target`). Unlike ``rs2sam2 train --stage grounding`` it keeps every image preprocessed in memory
+highest cell lies on the target on the val split (``peak``, %; :func:`rs2sam2.evaluate.peak_in_target`).
+Unlike ``rs2sam2 train --stage grounding`` it keeps every image preprocessed in memory
 (the 224² union-encoder input, stored as float16) and runs a fixed sample budget with a warm-up and a cosine
 schedule, so probes of different sizes compare at equal samples seen.
 
@@ -29,10 +29,10 @@ import torch
 from PIL import Image
 
 from rs2sam2 import RS2SAM2Config
+from rs2sam2.evaluate import peak_in_target
 from rs2sam2.modeling.prompt_generator import MaskPromptGenerator
 from rs2sam2.modeling.union_encoder import UnionEncoder
 from rs2sam2.processing import RS2SAM2Processor, grid_target
-from rs2sam2.training.grounding import peak_in_target
 from rs2sam2.training.losses import pseudo_mask_loss
 from rs2sam2.weights.bundled import default_model_dir
 

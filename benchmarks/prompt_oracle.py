@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rs2sam2.data.readers import open_dataset
-from rs2sam2.evaluate import load_model_and_processor
+from rs2sam2.evaluate import load_model_and_processor, peak_in_target, pseudo_mask_separation
 from rs2sam2.metrics import MetricAccumulator
 from rs2sam2.processing import grid_target
 
@@ -54,11 +54,10 @@ def run(model_path: str | None, data: str, split: str, limit: int | None, batch_
                 for i, u in zip((pred & target).flatten(1).sum(1), (pred | target).flatten(1).sum(1)):
                     acc[name].add_iu(int(i), int(u))
                 if name == "own_prompt":
-                    pm = out.pseudo_mask.flatten(1)  # (B, g*g)
-                    on = cells.flatten(1) > 0
-                    peak_hits += int(on.gather(1, pm.argmax(1, keepdim=True)).sum())
-                    on_means += [float(p[o].mean()) for p, o in zip(pm, on) if o.any()]
-                    off_means += [float(p[~o].mean()) for p, o in zip(pm, on)]
+                    peak_hits += int(peak_in_target(out.pseudo_mask, target).sum())
+                    on, off = pseudo_mask_separation(out.pseudo_mask, target)
+                    on_means += [float(v) for v in on if not torch.isnan(v)]
+                    off_means += [float(v) for v in off]
     result = {"model": model_path or "bundled", "data": data, "split": split, "samples": n}
     for name in variants:
         m = acc[name].compute()

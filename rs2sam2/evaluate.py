@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .metrics import METRIC_KEYS, MetricAccumulator, resize_mask_nearest
-from .processing import grid_target
+from .processing import GridReduction, grid_target
 
 if TYPE_CHECKING:
     from .processing import RS2SAM2Processor
@@ -155,6 +155,20 @@ def pseudo_mask_separation(
     on = torch.where(fg_n > 0, (p * t).sum(1) / fg_n.clamp(min=1), torch.full_like(p[:, 0], float("nan")))
     off = (p * ~t).sum(1) / bg_n.clamp(min=1)
     return on, off
+
+
+def peak_in_target(
+    pseudo_logits: torch.Tensor, target: torch.Tensor, reduction: GridReduction = "max"
+) -> torch.Tensor:
+    """Per sample, whether the pseudo-mask's highest cell holds part of the target (B,) bool.
+
+    ``pseudo_logits`` (B, 1, g, g): the pseudo-mask as logits or probabilities (only its argmax counts).
+    ``target`` (B, H, W) is reduced to the pseudo-mask's grid by :func:`grid_target` (``"max"``: a cell
+    holds the target when any target pixel falls in it). Ties go to the first cell in row-major order.
+    """
+    x = pseudo_logits.flatten(1)
+    cells = grid_target(target.to(x.device), pseudo_logits.shape[-1], reduction).flatten(1)
+    return cells.gather(1, x.argmax(1, keepdim=True))[:, 0] > 0
 
 
 def pseudo_mask_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:

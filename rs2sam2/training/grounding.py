@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..evaluate import pseudo_mask_separation
-from ..processing import GridReduction, grid_target
+from ..evaluate import peak_in_target, pseudo_mask_separation
 
 if TYPE_CHECKING:
     from ..weights.pretrained import RS2SAM2
@@ -61,19 +60,6 @@ class GroundingInputs(nn.Module):
     ) -> torch.Tensor:
         union = self.model.union_encoder(union_pixels, input_ids, attention_mask)
         return self.model.prompt_generator(union.cls_token, union.patch_tokens).pseudo_logits
-
-
-def peak_in_target(
-    pseudo_logits: torch.Tensor, target: torch.Tensor, reduction: GridReduction = "max"
-) -> torch.Tensor:
-    """Per sample, whether the pseudo-mask's highest cell holds part of the target (B,) bool.
-
-    ``target`` (B, H, W) is reduced to the pseudo-mask's grid by :func:`grid_target` (``"max"``: a cell
-    holds the target when any target pixel falls in it). Ties go to the first cell in row-major order.
-    """
-    x = pseudo_logits.flatten(1)
-    cells = grid_target(target.to(x.device), pseudo_logits.shape[-1], reduction).flatten(1)
-    return cells.gather(1, x.argmax(1, keepdim=True))[:, 0] > 0
 
 
 @torch.no_grad()

@@ -22,7 +22,13 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..evaluate import evaluate, metrics_from_rows, pseudo_mask_separation, pseudo_mask_summary
+from ..evaluate import (
+    evaluate,
+    metrics_from_rows,
+    peak_in_target,
+    pseudo_mask_separation,
+    pseudo_mask_summary,
+)
 from ..processing import grid_target
 from .checkpoint import (
     BEST_DIR,
@@ -34,13 +40,7 @@ from .checkpoint import (
 )
 from .config import PRECISIONS, EpochDecay, TrainConfig, loss_from_config, teacher_forcing_probability
 from .data import Collate, TrainingSet
-from .grounding import (
-    GroundingInputs,
-    combine_grounding_metrics,
-    freeze_for_grounding,
-    grounding_metrics,
-    peak_in_target,
-)
+from .grounding import GroundingInputs, combine_grounding_metrics, freeze_for_grounding, grounding_metrics
 from .losses import RS2SAM2Loss, pseudo_mask_loss
 from .runtime import LossInputs, configure_determinism, dist_info, set_gradient_checkpointing
 

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from rs2sam2.cli import main
+from rs2sam2.evaluate import peak_in_target
 from rs2sam2.training.config import TrainConfig
 from rs2sam2.training.grounding import (
     GROUNDING_MODULES,
     combine_grounding_metrics,
     freeze_for_grounding,
     grounding_metrics,
-    peak_in_target,
 )
 from rs2sam2.training.losses import pseudo_mask_loss
 
