@@ -26,7 +26,7 @@ apron), :mod:`.placement` (objects), :mod:`.render` (the image, one painter per 
 :mod:`.dataset` (the dataset writer and its statistics).
 """
 
-from .dataset import format_stats, generate_dataset
+from .dataset import format_stats, generate_dataset, generate_image
 from .expressions import Referral, evaluate_spec, make_expressions, referring_candidates
 from .phrasing import expression_vocabulary, render_expression
 from .scene import Scene, SceneObject, generate_scene
@@ -46,6 +46,7 @@ __all__ = [
     "expression_vocabulary",
     "format_stats",
     "generate_dataset",
+    "generate_image",
     "generate_scene",
     "make_expressions",
     "referring_candidates",

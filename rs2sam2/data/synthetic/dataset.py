@@ -19,7 +19,7 @@ from PIL import Image
 from ..manifest import ManifestRecord, write_manifest
 from ..masks import encode_rle, write_mask_png
 from .expressions import make_expressions
-from .scene import generate_scene
+from .scene import Scene, generate_scene
 from .vocabulary import CATEGORIES, CATEGORY_IDS, EXPRESSION_TYPES, SCENE_TYPES
 
 _AREA_BINS = (0, 80, 200, 500, 1000, 2000, 4000)
@@ -76,6 +76,20 @@ def _histogram(values: Sequence[float]) -> dict[str, int]:
 def _save_png(array: np.ndarray, path: Path) -> None:
     """An RGB image as PNG (the compression level is part of the byte-identical output)."""
     Image.fromarray(array).save(path, format="PNG", compress_level=4)
+
+
+def generate_image(
+    seed: int, index: int, size: int, expressions_per_image: int, min_target_area: float
+) -> tuple[Scene, list[tuple[int, str, str]]]:
+    """Image ``index`` of the dataset of ``seed``: its scene and its expressions ``(object index, text,
+    type)``. Depends only on these arguments, so any image of a dataset can be generated again alone."""
+    for attempt in range(20):
+        rng = np.random.default_rng([seed, index, attempt])
+        scene = generate_scene(rng, size)
+        expressions = make_expressions(scene, rng, expressions_per_image, min_target_area)
+        if expressions:
+            return scene, expressions
+    raise RuntimeError(f"image {index}: no referable object in 20 attempts")  # pragma: no cover
 
 
 def generate_dataset(
@@ -143,14 +157,7 @@ def generate_dataset(
     next_ann_id, next_ref_id, next_sent_id = 1, 0, 0
 
     for i in range(num_images):
-        for attempt in range(20):
-            rng = np.random.default_rng([seed, i, attempt])
-            scene = generate_scene(rng, size)
-            expressions = make_expressions(scene, rng, expressions_per_image, min_target_area)
-            if expressions:
-                break
-        else:  # pragma: no cover - practically unreachable
-            raise RuntimeError(f"image {i}: no referable object in 20 attempts")
+        scene, expressions = generate_image(seed, i, size, expressions_per_image, min_target_area)
         image_id, split = f"{i:06d}", split_of[i]
         image_rel = f"images/{image_id}.png"
         _save_png(scene.image, out / image_rel)

@@ -52,6 +52,20 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(dataset, tmp_pat
     assert all(third[f"images/{i:06d}.png"] != first[f"images/{i:06d}.png"] for i in range(NUM_IMAGES))
 
 
+def test_one_image_is_generated_again_alone(dataset):
+    """generate_image(seed, i) gives image i of the dataset of that seed: same pixels, same expressions,
+    same target masks (what a tool that needs every object of a written dataset relies on)."""
+    out, stats = dataset
+    records = read_manifest(out / "manifest.jsonl")
+    for i in (0, NUM_IMAGES - 1):
+        scene, expressions = syn.generate_image(11, i, stats["size"], 4, stats["min_target_area"])
+        assert np.array_equal(scene.image, np.array(Image.open(out / f"images/{i:06d}.png")))
+        mine = [r for r in records if r.image_id == f"{i:06d}"]
+        assert [text for _, text, _ in expressions] == [r.expression for r in mine]
+        for (index, _, _), r in zip(expressions, mine, strict=True):
+            assert np.array_equal(scene.objects[index].mask, np.array(Image.open(out / r.mask)) > 0)
+
+
 # ---- dataset layout --------------------------------------------------------------------------------------
 
 
