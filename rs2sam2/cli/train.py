@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..weights.pretrained import RS2SAM2
 
 # Copies of rs2sam2.training.config.SCHEDULES / PRECISIONS / STAGES, rs2sam2.training.losses.LOSS_VARIANTS,
+# rs2sam2.training.positions.POSITION_INITS,
 # FREEZE_POLICIES and rs2sam2.evaluate.RESOLUTIONS, so that --help does not import torch
 # (tests/cli/test_cli.py checks they agree).
 SCHEDULES = ("constant", "official", "paper")
@@ -31,6 +32,7 @@ LOSS_VARIANTS = ("differentiable", "official", "paper")
 FREEZE_POLICIES = ("official", "full")
 RESOLUTIONS = ("official", "native")
 STAGES = ("full", "grounding")
+POSITION_INITS = ("model", "sincos", "add-sincos")
 
 DESCRIPTION = """\
 Train or fine-tune RS2-SAM2, in one process or under torchrun (one process per GPU, DistributedDataParallel).
@@ -132,6 +134,14 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
         "pseudo-mask peaks on the target. Not part of RS2-SAM2: for measuring or training the grounding "
         "of a model trained from random weights; a full stage must follow for SAM2 to use new prompts",
     )
+    g.add_argument(
+        "--position-init",
+        choices=POSITION_INITS,
+        help="where the union encoder's patch position table starts: model (default: as built or loaded), "
+        "sincos (fixed 2-D sine-cosine codes of each patch's row and column written over it) or add-sincos "
+        "(added to it); it stays trainable. Not part of RS2-SAM2: a table trained from random weights "
+        "keeps no geometry",
+    )
     g.add_argument("--precision", choices=PRECISIONS, help="bf16: autocast, CUDA only (default: fp32)")
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--freeze-policy", choices=FREEZE_POLICIES, help="what trains (default: official)")
@@ -181,6 +191,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         teacher_forcing=args.teacher_forcing,
         teacher_forcing_steps=args.teacher_forcing_steps,
         stage=args.stage,
+        position_init=args.position_init,
         occlusion=args.occlusion,
         max_steps=args.max_steps,
         log_every=args.log_every,

@@ -16,6 +16,7 @@ import torch
 from ..evaluate import RESOLUTIONS
 from ..modeling.rs2sam2 import FREEZE_POLICIES
 from .losses import LOSS_VARIANTS, RS2SAM2Loss, build_loss
+from .positions import POSITION_INITS
 
 Precision = Literal["fp32", "bf16"]
 #: What a run trains: the whole model, or only the grounding half (:mod:`.grounding`).
@@ -66,6 +67,13 @@ class TrainConfig:
             ``pseudo_mask_kind`` alone, with SAM2 not run; validation and the best epoch go by how often
             the pseudo-mask peaks on the target: :mod:`.grounding`). Not in the paper: a cheap first stage
             for models trained from random weights.
+        position_init: where the union encoder's patch position table starts
+            (:data:`.positions.POSITION_INITS`): ``"model"`` as built or loaded (official), ``"sincos"``
+            fixed 2-D sine-cosine codes of each patch's row and column written over it, ``"add-sincos"``
+            those codes added to it. Applied once, when the
+            trainer is built (a resumed run restores the table from its checkpoint); the table stays
+            trainable. Not in the paper: for union encoders trained from random weights, whose learned table
+            keeps no geometry (:mod:`.positions`).
         occlusion: RRSIS-D random-box occlusion of 20 % of the train refs (official for RRSIS-D only).
         max_steps: stop after this many optimiser steps (quick runs); ``None``: run all epochs.
         log_every: write a train record to ``metrics.jsonl`` every this many steps.
@@ -105,6 +113,7 @@ class TrainConfig:
     teacher_forcing: float = 0.0
     teacher_forcing_steps: int = 0
     stage: str = "full"
+    position_init: str = "model"
     occlusion: bool = False
     max_steps: int | None = None
     log_every: int = 10
@@ -136,6 +145,8 @@ class TrainConfig:
             )
         if not 0 <= self.teacher_forcing <= 1:
             raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {self.teacher_forcing!r}")
+        if self.position_init not in POSITION_INITS:
+            raise ValueError(f"position_init must be one of {POSITION_INITS}, got {self.position_init!r}")
         if self.teacher_forcing_steps < 0:
             raise ValueError(f"teacher_forcing_steps must be >= 0, got {self.teacher_forcing_steps}")
         if self.stage not in STAGES:

@@ -42,6 +42,7 @@ from .config import PRECISIONS, EpochDecay, TrainConfig, loss_from_config, teach
 from .data import Collate, TrainingSet
 from .grounding import GroundingInputs, combine_grounding_metrics, freeze_for_grounding, grounding_metrics
 from .losses import RS2SAM2Loss, pseudo_mask_loss
+from .positions import init_patch_positions
 from .runtime import LossInputs, configure_determinism, dist_info, set_gradient_checkpointing
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Trainer(Checkpointing):
         self.output_dir = Path(config.output_dir)
         self.processor = processor
         self.model = model.to(self.device)
+        init_patch_positions(self.model.union_encoder, config.position_init)
         self.model.apply_freeze_policy(config.freeze_policy)  # before DDP and the optimiser see the params
         set_gradient_checkpointing(self.model, config.gradient_checkpointing)
         self.grounding = config.stage == "grounding"

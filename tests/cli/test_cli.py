@@ -84,6 +84,7 @@ def test_copied_choices_agree_with_the_library():
     from rs2sam2.modeling.rs2sam2 import FREEZE_POLICIES
     from rs2sam2.training.config import PRECISIONS, SCHEDULES, STAGES
     from rs2sam2.training.losses import LOSS_VARIANTS
+    from rs2sam2.training.positions import POSITION_INITS
     from rs2sam2.weights.state_dict import DTYPES as _DTYPES
 
     assert set(cli_train.SCHEDULES) == set(SCHEDULES)
@@ -91,6 +92,7 @@ def test_copied_choices_agree_with_the_library():
     assert set(cli_train.LOSS_VARIANTS) == set(LOSS_VARIANTS)
     assert tuple(cli_train.FREEZE_POLICIES) == tuple(FREEZE_POLICIES)
     assert tuple(cli_train.STAGES) == tuple(STAGES)
+    assert tuple(cli_train.POSITION_INITS) == tuple(POSITION_INITS)
     assert tuple(cli_train.RESOLUTIONS) == tuple(cli_evaluate.RESOLUTIONS) == tuple(RESOLUTIONS)
     assert set(cli_evaluate.PAPER_DATASETS) == set(PAPER_RESULTS)
     assert set(cli_convert.DTYPES) == set(_DTYPES)

@@ -45,13 +45,23 @@ class _Killed(Exception):
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"pseudo_mask_loss": 1.0, "teacher_forcing": 0.6, "teacher_forcing_steps": 6}],
+    [
+        {},
+        {
+            "pseudo_mask_loss": 1.0,
+            "teacher_forcing": 0.6,
+            "teacher_forcing_steps": 6,
+            "position_init": "add-sincos",
+        },
+    ],
     ids=["official", "pseudo_mask_teacher_forcing"],
 )
 def test_resume_after_a_kill_is_bitwise_identical(ws, tmp_path, monkeypatch, extra):
     """Checkpoints at steps 3, 4 (epoch end), 6 and 8; the run dies right after writing step 6 (mid-epoch
     2, after a validation and a best-model save, inside a 4-step logging window) and a fresh process (other
-    init seed) resumes it. Also with the pseudo-mask loss and annealed teacher forcing (random draws)."""
+    init seed) resumes it. Also with the pseudo-mask loss and annealed teacher forcing (random draws), and
+    with sine-cosine codes added to the patch positions (applied when the resumed trainer is built, then
+    replaced by the checkpoint's table)."""
     kw = dict(epochs=2, save_every_steps=3, log_every=4, occlusion=True, **extra)
     ref = _trainer(ws, tmp_path / "ref", **kw)
     ref.train()
