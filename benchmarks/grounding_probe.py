@@ -29,14 +29,46 @@ import torch
 from PIL import Image
 
 from rs2sam2 import RS2SAM2Config
+from rs2sam2.data.synthetic import CATEGORIES
 from rs2sam2.evaluate import peak_in_target
 from rs2sam2.modeling.prompt_generator import MaskPromptGenerator
 from rs2sam2.modeling.union_encoder import UnionEncoder
 from rs2sam2.processing import RS2SAM2Processor, grid_target
 from rs2sam2.training.losses import pseudo_mask_loss
+from rs2sam2.training.positions import POSITION_INITS, init_patch_positions
 from rs2sam2.weights.bundled import default_model_dir
 
 CACHE_NAME = ".grounding_probe_cache.pt"
+DENSE_CACHE_NAME = ".grounding_probe_dense.pt"
+
+
+def scene_labels(data: Path, grid: int) -> torch.Tensor:
+    """Per-cell labels of every image of ``data`` (a ``rs2sam2 synth`` folder), (I, K, grid, grid) float:
+    which categories and which colours are present in each cell, K = 7 categories + 8 colours. The scenes
+    are generated again from ``stats.json``'s seed (generation is deterministic per image). A cell holds an
+    object when at least 4 % of the cell is that object, or it is the object's fullest cell."""
+    from rs2sam2.data.synthetic.dataset import generate_image
+    from rs2sam2.data.synthetic.vocabulary import COLOURS
+
+    cache = data / DENSE_CACHE_NAME
+    if cache.is_file():
+        return torch.load(cache)
+    stats = json.loads((data / "stats.json").read_text())
+    lines = (data / "manifest.jsonl").read_text().splitlines()
+    image_ids = list(dict.fromkeys(json.loads(line)["image_id"] for line in lines if line.strip()))
+    channels = [*CATEGORIES, *COLOURS]
+    labels = torch.zeros(len(image_ids), len(channels), grid, grid)
+    for n, image_id in enumerate(image_ids):
+        scene, _ = generate_image(stats["seed"], int(image_id), stats["size"], 4, stats["min_target_area"])
+        for obj in scene.objects:
+            cells = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(obj.mask).float()[None], grid)[0]
+            present = (cells >= 0.04) | (cells == cells.max())
+            for name in (obj.category, obj.color):
+                if name is not None:
+                    k = channels.index(name)
+                    labels[n, k] = torch.maximum(labels[n, k], present.float())
+    torch.save(labels, cache)
+    return labels
 
 
 def load_split_tensors(data: Path, processor: RS2SAM2Processor, grid: int) -> dict:
@@ -89,28 +121,54 @@ def run(args: argparse.Namespace) -> list[dict]:
         weights = load_file(base / "model.safetensors")
         for prefix, module in (("union_encoder.", union), ("prompt_generator.", generator)):
             module.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+    init_patch_positions(union, args.position_init)
     data = load_split_tensors(Path(args.data), processor, grid)
+    aux_head, labels, category = None, None, None
+    if (Path(args.data) / "stats.json").is_file():  # a synthetic dataset: every object is known
+        labels = scene_labels(Path(args.data), grid)
+        lines = (Path(args.data) / "manifest.jsonl").read_text().splitlines()
+        names = [json.loads(line)["category"] for line in lines if line.strip()]
+        category = torch.tensor([CATEGORIES.index(name) for name in names])
+    if args.dense_aux:
+        if labels is None:
+            raise SystemExit("--dense-aux needs a synthetic dataset (rs2sam2 synth: stats.json)")
+        aux_head = torch.nn.Linear(ue_config.embed_dim, labels.shape[1])
     train = [i for i, s in enumerate(data["split"]) if s == "train"]
     val = [i for i, s in enumerate(data["split"]) if s == "val"]
-    params = [*union.parameters(), *generator.parameters()]
+    params = [*union.parameters(), *generator.parameters(), *(aux_head.parameters() if aux_head else ())]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
-    def forward(index) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(index, aux: bool = False):
         index = torch.as_tensor(index)
         ids, attention = data["ids"][index], data["attention"][index]
         length = int(attention.sum(1).max())
         out = union(data["images"][data["image"][index]].float(), ids[:, :length], attention[:, :length])
-        return generator(out.cls_token, out.patch_tokens).pseudo_logits, data["grid"][index]
+        logits = generator(out.cls_token, out.patch_tokens).pseudo_logits
+        if not aux:
+            return logits, data["grid"][index]
+        cells = aux_head(out.patch_tokens).transpose(1, 2).reshape(len(index), -1, grid, grid)
+        aux_loss = torch.nn.functional.binary_cross_entropy_with_logits(cells, labels[data["image"][index]])
+        return logits, data["grid"][index], aux_loss
 
     @torch.no_grad()
-    def peak() -> float:
+    def peak() -> dict:
+        """Val % of expressions whose pseudo-mask peaks on the target, and (synthetic data) on any object
+        of the named category: the gap between the two is choosing the wrong instance."""
         union.eval(), generator.eval()
-        hits = 0
+        hits, on_category = 0, 0
         for start in range(0, len(val), 64):
-            logits, target = forward(val[start : start + 64])
+            index = torch.tensor(val[start : start + 64])
+            logits, target = forward(index)
             hits += int(peak_in_target(logits, target[:, 0]).sum())
+            if labels is not None:
+                cells = labels[data["image"][index], category[index]].flatten(1)  # (B, g²) named category
+                cells = torch.maximum(cells, target[:, 0].flatten(1))  # the target counts in full
+                on_category += int((cells.gather(1, logits.flatten(1).argmax(1, keepdim=True)) > 0).sum())
         union.train(), generator.train()
-        return round(100 * hits / max(len(val), 1), 2)
+        out = {"peak": round(100 * hits / max(len(val), 1), 2)}
+        if labels is not None:
+            out["peak_category"] = round(100 * on_category / max(len(val), 1), 2)
+        return out
 
     start, step, rng, records = time.time(), 0, np.random.default_rng(0), []
 
@@ -133,8 +191,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             lr = args.lr * min(1, (step + 1) / args.warmup) * cosine
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            logits, target = forward(order[first : first + args.batch_size])
-            loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax")
+            if aux_head is None:
+                logits, target = forward(order[first : first + args.batch_size])
+                loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax")
+            else:
+                logits, target, aux_loss = forward(order[first : first + args.batch_size], aux=True)
+                loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax") + args.dense_aux * aux_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -142,11 +204,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             step += 1
             if step % args.eval_every == 0:
                 emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-                      "loss": round(loss.item(), 3), "peak": peak()})  # fmt: skip
+                      "loss": round(loss.item(), 3), **peak()})  # fmt: skip
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-          "final": True, "peak": peak()})  # fmt: skip
+          "final": True, **peak()})  # fmt: skip
     return records
 
 
@@ -162,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument(
+        "--position-init",
+        choices=POSITION_INITS,
+        default="model",
+        help="patch positions: the model's table, 2-D sine-cosine codes instead, or added to it",
+    )
+    ap.add_argument(
+        "--dense-aux", type=float, default=0.0, help="weight of a loss: categories/colours per patch"
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from rs2sam2.data.synthetic import generate_dataset
+from rs2sam2.data.synthetic import CATEGORIES, COLOURS, generate_dataset, generate_image
 
 from ..conftest import load_benchmark
 
@@ -33,3 +34,54 @@ def test_the_probe_measures_where_the_pseudo_mask_peaks(tmp_path):
     assert (data / probe.CACHE_NAME).stat().st_mtime_ns == cached  # same grid: the cache is reused
     assert 0 <= scratch[-1]["peak"] <= 100 and 0 <= bundled[-1]["peak"] <= 100
     assert bundled[-1]["peak"] > scratch[-1]["peak"] + 10, (bundled, scratch)
+
+
+def test_dense_labels_and_the_probe_options(tmp_path):
+    """The dense labels mark the cells of every object's category and colour (checked against the scene
+    generated again) and nothing on empty cells; a probe with sine-cosine positions and the dense loss runs
+    and reports where the peak lies (on the target, on the named category)."""
+    probe = load_benchmark("grounding_probe")
+    g = probe.RS2SAM2Config.from_json(probe.default_model_dir() / "config.json").union_encoder.grid_size
+    data = tmp_path / "scenes"
+    stats = generate_dataset(data, 6, seed=5, splits=(0.5, 0.5, 0), write_rrsisd=False)
+    labels = probe.scene_labels(data, g)
+    assert labels.shape == (6, len(CATEGORIES) + len(COLOURS), g, g)
+    scene, _ = generate_image(5, 2, stats["size"], 4, stats["min_target_area"])
+    occupied = np.zeros((stats["size"],) * 2, bool)
+    for obj in scene.objects:
+        occupied |= obj.mask
+        weights = np.zeros((g, g))
+        cell = stats["size"] / g
+        for yy, xx in zip(*np.nonzero(obj.mask), strict=True):
+            weights[int(yy // cell), int(xx // cell)] += 1
+        fullest = np.unravel_index(np.argmax(weights), weights.shape)
+        assert labels[2, CATEGORIES.index(obj.category), fullest[0], fullest[1]] == 1
+        if obj.color is not None:
+            assert labels[2, len(CATEGORIES) + list(COLOURS).index(obj.color), fullest[0], fullest[1]] == 1
+
+    def near_an_object(r: int, c: int) -> bool:  # the cell, one pixel wider on each side
+        return occupied[
+            int(r * cell) : int((r + 1) * cell) + 1, int(c * cell) : int((c + 1) * cell) + 1
+        ].any()
+
+    empty = [(r, c) for r in range(g) for c in range(g) if not near_an_object(r, c)]
+    assert empty and all(labels[2, :, r, c].sum() == 0 for r, c in empty)
+    assert (data / probe.DENSE_CACHE_NAME).is_file()
+
+    out = tmp_path / "both.jsonl"
+    common = [
+        "--data",
+        str(data),
+        "--samples",
+        "6",
+        "--batch-size",
+        "6",
+        "--eval-every",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert probe.main([*common, "--position-init", "sincos", "--dense-aux", "1.0"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[-1]["final"] is True and np.isfinite(records[0]["loss"])
+    assert 0 <= records[-1]["peak"] <= records[-1]["peak_category"] <= 100  # the target is of its category
