@@ -123,12 +123,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             module.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
     init_patch_positions(union, args.position_init)
     data = load_split_tensors(Path(args.data), processor, grid)
+    lines = (Path(args.data) / "manifest.jsonl").read_text().splitlines()
+    manifest = [json.loads(line) for line in lines if line.strip()]
     aux_head, labels, category = None, None, None
     if (Path(args.data) / "stats.json").is_file():  # a synthetic dataset: every object is known
         labels = scene_labels(Path(args.data), grid)
-        lines = (Path(args.data) / "manifest.jsonl").read_text().splitlines()
-        names = [json.loads(line)["category"] for line in lines if line.strip()]
-        category = torch.tensor([CATEGORIES.index(name) for name in names])
+        category = torch.tensor([CATEGORIES.index(r["category"]) for r in manifest])
     if args.dense_aux:
         if labels is None:
             raise SystemExit("--dense-aux needs a synthetic dataset (rs2sam2 synth: stats.json)")
@@ -150,24 +150,42 @@ def run(args: argparse.Namespace) -> list[dict]:
         aux_loss = torch.nn.functional.binary_cross_entropy_with_logits(cells, labels[data["image"][index]])
         return logits, data["grid"][index], aux_loss
 
+    type_of = {}
+    if (Path(args.data) / "expression_types.json").is_file():
+        types = json.loads((Path(args.data) / "expression_types.json").read_text())
+        type_of = {i: types.get(r["id"], "unknown") for i, r in enumerate(manifest)}
+
     @torch.no_grad()
-    def peak() -> dict:
+    def peak(by_type: bool = False) -> dict:
         """Val % of expressions whose pseudo-mask peaks on the target, and (synthetic data) on any object
-        of the named category: the gap between the two is choosing the wrong instance."""
+        of the named category: the gap between the two is choosing the wrong instance. ``by_type``: also
+        per expression type, ``{type: [expressions, peak, peak_category]}``."""
         union.eval(), generator.eval()
-        hits, on_category = 0, 0
+        hits, on_category = [], []
         for start in range(0, len(val), 64):
             index = torch.tensor(val[start : start + 64])
             logits, target = forward(index)
-            hits += int(peak_in_target(logits, target[:, 0]).sum())
+            hits += peak_in_target(logits, target[:, 0]).tolist()
             if labels is not None:
                 cells = labels[data["image"][index], category[index]].flatten(1)  # (B, g²) named category
                 cells = torch.maximum(cells, target[:, 0].flatten(1))  # the target counts in full
-                on_category += int((cells.gather(1, logits.flatten(1).argmax(1, keepdim=True)) > 0).sum())
+                on_category += (cells.gather(1, logits.flatten(1).argmax(1, keepdim=True))[:, 0] > 0).tolist()
         union.train(), generator.train()
-        out = {"peak": round(100 * hits / max(len(val), 1), 2)}
+
+        def percent(flags: list) -> float:
+            return round(100 * sum(flags) / max(len(flags), 1), 2)
+
+        out = {"peak": percent(hits)}
         if labels is not None:
-            out["peak_category"] = round(100 * on_category / max(len(val), 1), 2)
+            out["peak_category"] = percent(on_category)
+        if by_type and type_of and labels is not None:
+            groups: dict[str, list[int]] = {}
+            for j, i in enumerate(val):
+                groups.setdefault(type_of[i], []).append(j)
+            out["by_type"] = {
+                t: [len(js), percent([hits[j] for j in js]), percent([on_category[j] for j in js])]
+                for t, js in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            }
         return out
 
     start, step, rng, records = time.time(), 0, np.random.default_rng(0), []
@@ -184,7 +202,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             with open(args.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
-    while progress() < 1:
+    while progress() < 1 and not args.eval_only:
         order = rng.permutation(train)
         for first in range(0, len(order) - args.batch_size + 1, args.batch_size):
             cosine = 0.5 * (1 + math.cos(math.pi * min(progress(), 1)))
@@ -208,7 +226,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-          "final": True, **peak()})  # fmt: skip
+          "final": True, **peak(by_type=True)})  # fmt: skip
+    if args.save:
+        from safetensors.torch import save_file
+
+        weights = {f"union_encoder.{k}": v for k, v in union.state_dict().items()}
+        weights |= {f"prompt_generator.{k}": v for k, v in generator.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in weights.items()}, args.save)
     return records
 
 
@@ -233,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--dense-aux", type=float, default=0.0, help="weight of a loss: categories/colours per patch"
     )
+    ap.add_argument("--eval-only", action="store_true", help="only evaluate the starting model")
+    ap.add_argument("--save", help="write the trained union encoder + prompt generator (.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
 
+from rs2sam2.data.manifest import read_manifest
 from rs2sam2.data.synthetic import CATEGORIES, COLOURS, generate_dataset, generate_image
 
 from ..conftest import load_benchmark
@@ -85,3 +87,25 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[-1]["final"] is True and np.isfinite(records[0]["loss"])
     assert 0 <= records[-1]["peak"] <= records[-1]["peak_category"] <= 100  # the target is of its category
+    by_type = records[-1]["by_type"]  # from the dataset's expression_types.json: every val expression once
+    assert sum(n for n, _, _ in by_type.values()) == sum(
+        r.split == "val" for r in read_manifest(data / "manifest.jsonl")
+    )
+
+    weights = tmp_path / "grounding.safetensors"
+    assert probe.main([*common, "--save", str(weights)]) == 0
+    saved = load_file(weights)
+    assert {k.split(".")[0] for k in saved} == {"union_encoder", "prompt_generator"}
+    assert saved["union_encoder.beit3.encoder.embed_positions.A.weight"].shape == (g * g + 3, 128)
+
+    # --eval-only measures the starting model: the same figures as a run whose learning rate is 0
+    bundled = ["--data", str(data), "--init", str(probe.default_model_dir()), "--batch-size", "6"]
+    frozen, measured = tmp_path / "frozen.jsonl", tmp_path / "measured.jsonl"
+    assert probe.main([*bundled, "--samples", "6", "--lr", "0", "--out", str(frozen)]) == 0
+    assert probe.main([*bundled, "--eval-only", "--out", str(measured)]) == 0
+    (only,) = [json.loads(line) for line in measured.read_text().splitlines()]
+    last = json.loads(frozen.read_text().splitlines()[-1])
+    assert only["step"] == 0 and only["final"] is True
+    assert {k: only[k] for k in ("peak", "peak_category", "by_type")} == {
+        k: last[k] for k in ("peak", "peak_category", "by_type")
+    }
