@@ -101,6 +101,26 @@ def load_split_tensors(data: Path, processor: RS2SAM2Processor, grid: int) -> di
     return tensors
 
 
+def position_geometry(union: UnionEncoder) -> list[float]:
+    """How well a patch's row and column can be read linearly from its position vector: held-out R² of a
+    ridge regression (λ = 1) fitted on a fixed random half of the patches, ``[row, column]``. Near 1 for
+    sine-cosine codes; near or below 0 for a table with no geometry, such as a random one."""
+    cfg = union.config
+    g, first = cfg.grid_size, cfg.position_offset + 1
+    table = union.beit3.encoder.embed_positions.A.weight.detach().double()[first : first + g * g]
+    x = torch.cat([table, torch.ones(g * g, 1, dtype=torch.float64)], dim=1)
+    order = torch.randperm(g * g, generator=torch.Generator().manual_seed(0))
+    fit, held = order[: g * g // 2], order[g * g // 2 :]
+    out = []
+    for coord in (torch.arange(g * g) // g, torch.arange(g * g) % g):
+        y = coord.double()
+        a = x[fit]
+        beta = torch.linalg.solve(a.T @ a + torch.eye(a.shape[1], dtype=torch.float64), a.T @ y[fit])
+        residual = ((x[held] @ beta - y[held]) ** 2).sum()
+        out.append(round(float(1 - residual / ((y[held] - y[held].mean()) ** 2).sum()), 3))
+    return out
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     base = Path(args.init) if args.init else default_model_dir()
@@ -226,7 +246,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-          "final": True, **peak(by_type=True)})  # fmt: skip
+          "final": True, **peak(by_type=True), "position_r2": position_geometry(union)})  # fmt: skip
     if args.save:
         from safetensors.torch import save_file
 

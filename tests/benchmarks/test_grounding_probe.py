@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from rs2sam2.data.manifest import read_manifest
 from rs2sam2.data.synthetic import CATEGORIES, COLOURS, generate_dataset, generate_image
+from rs2sam2.training.positions import init_patch_positions
 
 from ..conftest import load_benchmark
 
@@ -109,3 +111,15 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     assert {k: only[k] for k in ("peak", "peak_category", "by_type")} == {
         k: last[k] for k in ("peak", "peak_category", "by_type")
     }
+
+
+def test_position_geometry_tells_codes_from_a_random_table():
+    probe = load_benchmark("grounding_probe")
+    config = probe.RS2SAM2Config.from_json(probe.default_model_dir() / "config.json").union_encoder
+    torch.manual_seed(0)
+    union = probe.UnionEncoder(config)
+    random_r2 = probe.position_geometry(union)
+    init_patch_positions(union, "sincos")
+    codes_r2 = probe.position_geometry(union)
+    assert all(r > 0.99 for r in codes_r2), codes_r2
+    assert all(r < 0.5 for r in random_r2), random_r2
