@@ -176,14 +176,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         type_of = {i: types.get(r["id"], "unknown") for i, r in enumerate(manifest)}
 
     @torch.no_grad()
-    def peak(by_type: bool = False) -> dict:
-        """Val % of expressions whose pseudo-mask peaks on the target, and (synthetic data) on any object
-        of the named category: the gap between the two is choosing the wrong instance. ``by_type``: also
-        per expression type, ``{type: [expressions, peak, peak_category]}``."""
+    def peak(by_type: bool = False, split: list[int] = val) -> dict:
+        """% of the ``split`` (val) expressions whose pseudo-mask peaks on the target, and (synthetic data)
+        on any object of the named category: the gap between the two is choosing the wrong instance.
+        ``by_type``: also per expression type, ``{type: [expressions, peak, peak_category]}``."""
         union.eval(), generator.eval()
         hits, on_category = [], []
-        for start in range(0, len(val), 64):
-            index = torch.tensor(val[start : start + 64])
+        for start in range(0, len(split), 64):
+            index = torch.tensor(split[start : start + 64])
             logits, target = forward(index)
             hits += peak_in_target(logits, target[:, 0]).tolist()
             if labels is not None:
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             out["peak_category"] = percent(on_category)
         if by_type and type_of and labels is not None:
             groups: dict[str, list[int]] = {}
-            for j, i in enumerate(val):
+            for j, i in enumerate(split):
                 groups.setdefault(type_of[i], []).append(j)
             out["by_type"] = {
                 t: [len(js), percent([hits[j] for j in js]), percent([on_category[j] for j in js])]
@@ -208,6 +208,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             }
         return out
 
+    # A fixed sample of training expressions, as many as val, measured the same way: the gap between the two
+    # tells memorising from learning.
+    train_probe = sorted(
+        np.random.default_rng(1).choice(train, min(len(train), len(val)), replace=False).tolist()
+    )
     start, step, rng, records = time.time(), 0, np.random.default_rng(0), []
 
     def progress() -> float:
@@ -242,7 +247,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             step += 1
             if step % args.eval_every == 0:
                 emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-                      "loss": round(loss.item(), 3), **peak()})  # fmt: skip
+                      "loss": round(loss.item(), 3), **peak(),
+                      "train_peak": peak(split=train_probe)["peak"]})  # fmt: skip
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),

@@ -89,6 +89,7 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[-1]["final"] is True and np.isfinite(records[0]["loss"])
     assert 0 <= records[-1]["peak"] <= records[-1]["peak_category"] <= 100  # the target is of its category
+    assert 0 <= records[0]["train_peak"] <= 100 and "train_peak" not in records[-1]
     by_type = records[-1]["by_type"]  # from the dataset's expression_types.json: every val expression once
     assert sum(n for n, _, _ in by_type.values()) == sum(
         r.split == "val" for r in read_manifest(data / "manifest.jsonl")
