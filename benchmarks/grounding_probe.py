@@ -42,33 +42,39 @@ CACHE_NAME = ".grounding_probe_cache.pt"
 DENSE_CACHE_NAME = ".grounding_probe_dense.pt"
 
 
-def scene_labels(data: Path, grid: int) -> torch.Tensor:
-    """Per-cell labels of every image of ``data`` (a ``rs2sam2 synth`` folder), (I, K, grid, grid) float:
-    which categories and which colours are present in each cell, K = 7 categories + 8 colours. The scenes
-    are generated again from ``stats.json``'s seed (generation is deterministic per image). A cell holds an
-    object when at least 4 % of the cell is that object, or it is the object's fullest cell."""
+def scene_labels(data: Path, grid: int) -> dict[str, torch.Tensor]:
+    """What every image of ``data`` (a ``rs2sam2 synth`` folder) holds, from its scene generated again
+    (``stats.json``'s seed; generation is deterministic per image): ``cells`` (I, K, grid, grid) float,
+    which categories and which colours are present in each cell, K = 7 categories + 8 colours (a cell holds
+    an object when at least 4 % of the cell is that object, or it is the object's fullest cell), and
+    ``counts`` (I, 7), how many objects of each category the image holds."""
     from rs2sam2.data.synthetic.dataset import generate_image
     from rs2sam2.data.synthetic.vocabulary import COLOURS
 
     cache = data / DENSE_CACHE_NAME
     if cache.is_file():
-        return torch.load(cache)
+        cached = torch.load(cache)
+        if isinstance(cached, dict) and cached["cells"].shape[-1] == grid:
+            return cached
     stats = json.loads((data / "stats.json").read_text())
     lines = (data / "manifest.jsonl").read_text().splitlines()
     image_ids = list(dict.fromkeys(json.loads(line)["image_id"] for line in lines if line.strip()))
     channels = [*CATEGORIES, *COLOURS]
     labels = torch.zeros(len(image_ids), len(channels), grid, grid)
+    counts = torch.zeros(len(image_ids), len(CATEGORIES))
     for n, image_id in enumerate(image_ids):
         scene, _ = generate_image(stats["seed"], int(image_id), stats["size"], 4, stats["min_target_area"])
         for obj in scene.objects:
+            counts[n, CATEGORIES.index(obj.category)] += 1
             cells = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(obj.mask).float()[None], grid)[0]
             present = (cells >= 0.04) | (cells == cells.max())
             for name in (obj.category, obj.color):
                 if name is not None:
                     k = channels.index(name)
                     labels[n, k] = torch.maximum(labels[n, k], present.float())
-    torch.save(labels, cache)
-    return labels
+    out = {"cells": labels, "counts": counts}
+    torch.save(out, cache)
+    return out
 
 
 def load_split_tensors(data: Path, processor: RS2SAM2Processor, grid: int) -> dict:
@@ -147,7 +153,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     manifest = [json.loads(line) for line in lines if line.strip()]
     aux_head, labels, category = None, None, None
     if (Path(args.data) / "stats.json").is_file():  # a synthetic dataset: every object is known
-        labels = scene_labels(Path(args.data), grid)
+        scenes = scene_labels(Path(args.data), grid)
+        labels = scenes["cells"]
         category = torch.tensor([CATEGORIES.index(r["category"]) for r in manifest])
     if args.dense_aux:
         if labels is None:
@@ -179,9 +186,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     def peak(by_type: bool = False, split: list[int] = val) -> dict:
         """% of the ``split`` (val) expressions whose pseudo-mask peaks on the target, and (synthetic data)
         on any object of the named category: the gap between the two is choosing the wrong instance.
-        ``by_type``: also per expression type, ``{type: [expressions, peak, peak_category]}``."""
+        ``by_type``: also ``chance``, the rate of a pseudo-mask that peaks on a random object of the named
+        category (the mean of 1 / that category's objects in the scene), and all per expression type,
+        ``{type: [expressions, peak, peak_category, chance]}``."""
         union.eval(), generator.eval()
-        hits, on_category = [], []
+        hits, on_category, chance = [], [], []
         for start in range(0, len(split), 64):
             index = torch.tensor(split[start : start + 64])
             logits, target = forward(index)
@@ -190,6 +199,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 cells = labels[data["image"][index], category[index]].flatten(1)  # (B, g²) named category
                 cells = torch.maximum(cells, target[:, 0].flatten(1))  # the target counts in full
                 on_category += (cells.gather(1, logits.flatten(1).argmax(1, keepdim=True))[:, 0] > 0).tolist()
+                chance += (1 / scenes["counts"][data["image"][index], category[index]]).tolist()
         union.train(), generator.train()
 
         def percent(flags: list) -> float:
@@ -198,12 +208,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         out = {"peak": percent(hits)}
         if labels is not None:
             out["peak_category"] = percent(on_category)
+        if by_type and labels is not None:
+            out["chance"] = percent(chance)
         if by_type and type_of and labels is not None:
             groups: dict[str, list[int]] = {}
             for j, i in enumerate(split):
                 groups.setdefault(type_of[i], []).append(j)
             out["by_type"] = {
-                t: [len(js), percent([hits[j] for j in js]), percent([on_category[j] for j in js])]
+                t: [len(js), *(percent([flags[j] for j in js]) for flags in (hits, on_category, chance))]
                 for t, js in sorted(groups.items(), key=lambda kv: -len(kv[1]))
             }
         return out

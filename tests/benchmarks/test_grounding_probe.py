@@ -48,9 +48,11 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     g = probe.RS2SAM2Config.from_json(probe.default_model_dir() / "config.json").union_encoder.grid_size
     data = tmp_path / "scenes"
     stats = generate_dataset(data, 6, seed=5, splits=(0.5, 0.5, 0), write_rrsisd=False)
-    labels = probe.scene_labels(data, g)
+    scenes = probe.scene_labels(data, g)
+    labels = scenes["cells"]
     assert labels.shape == (6, len(CATEGORIES) + len(COLOURS), g, g)
     scene, _ = generate_image(5, 2, stats["size"], 4, stats["min_target_area"])
+    assert scenes["counts"][2].tolist() == [sum(o.category == c for o in scene.objects) for c in CATEGORIES]
     occupied = np.zeros((stats["size"],) * 2, bool)
     for obj in scene.objects:
         occupied |= obj.mask
@@ -90,8 +92,11 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     assert records[-1]["final"] is True and np.isfinite(records[0]["loss"])
     assert 0 <= records[-1]["peak"] <= records[-1]["peak_category"] <= 100  # the target is of its category
     assert 0 <= records[0]["train_peak"] <= 100 and "train_peak" not in records[-1]
+    val = [r for r in read_manifest(data / "manifest.jsonl") if r.split == "val"]
+    per_sample = [1 / scenes["counts"][int(r.image_id), CATEGORIES.index(r.category)] for r in val]
+    assert records[-1]["chance"] == pytest.approx(100 * float(np.mean(per_sample)), abs=0.01)
     by_type = records[-1]["by_type"]  # from the dataset's expression_types.json: every val expression once
-    assert sum(n for n, _, _ in by_type.values()) == sum(
+    assert sum(n for n, *_ in by_type.values()) == sum(
         r.split == "val" for r in read_manifest(data / "manifest.jsonl")
     )
 
@@ -109,8 +114,8 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     (only,) = [json.loads(line) for line in measured.read_text().splitlines()]
     last = json.loads(frozen.read_text().splitlines()[-1])
     assert only["step"] == 0 and only["final"] is True
-    assert {k: only[k] for k in ("peak", "peak_category", "by_type")} == {
-        k: last[k] for k in ("peak", "peak_category", "by_type")
+    assert {k: only[k] for k in ("peak", "peak_category", "chance", "by_type")} == {
+        k: last[k] for k in ("peak", "peak_category", "chance", "by_type")
     }
 
 
