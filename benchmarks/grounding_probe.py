@@ -1,18 +1,27 @@
-"""How fast can a union encoder of a given size learn to find the referred object? Prints JSON lines.
+"""How fast does a union encoder learn to find the referred object, and what does it miss? Prints JSON lines.
 
-A probe for choosing the union encoder (BEiT-3) size of a model trained from random weights: it trains
+A probe for choosing the union encoder (BEiT-3) recipe of a model trained from random weights: it trains
 only the union encoder and the mask prompt generator, on the pseudo-mask loss (``bce_softmax``), from
 scratch or from a model folder, and every ``--eval-every`` steps reports how often the pseudo-mask's
-highest cell lies on the target on the val split (``peak``, %; :func:`rs2sam2.evaluate.peak_in_target`).
+highest cell lies on the target on the val split (``peak``, %; :func:`rs2sam2.evaluate.peak_in_target`)
+and on as many training expressions (``train_peak``). On a synthetic dataset (``rs2sam2 synth``, whose
+scenes it generates again) it also reports how often the peak lies on *any* object of the named category
+(``peak_category``); the last record adds ``chance``, the rate of a peak on a random object of that
+category, everything per expression type (``by_type``: expressions, peak, peak_category, chance), and
+``position_r2``, how well a patch's row and column can be read linearly from its position vector.
 Unlike ``rs2sam2 train --stage grounding`` it keeps every image preprocessed in memory
 (the 224² union-encoder input, stored as float16) and runs a fixed sample budget with a warm-up and a cosine
-schedule, so probes of different sizes compare at equal samples seen.
+schedule, so probes compare at equal samples seen. Options beyond the model's size: ``--position-init``
+(as ``rs2sam2 train``), ``--dense-aux W`` (a loss on which categories and colours each patch holds, from
+the regenerated scenes), ``--eval-only`` (measure the starting model), ``--save`` (keep the trained part).
 
     python benchmarks/grounding_probe.py --data DIR/train --out probe.jsonl --samples 46496 \\
         --union-encoder '{"num_layers": 8}'
+    python benchmarks/grounding_probe.py --data DIR/train --init demo/rs2sam2-tiny-synthetic --eval-only
 
 ``DIR/train`` is the train/val folder of ``demo/build_default_model.py --steps data``. The preprocessed
-images are cached in ``DIR/train/.grounding_probe_cache.pt`` (about 0.75 GB for its 2,500 images).
+images are cached in ``DIR/train/.grounding_probe_cache.pt`` (about 0.75 GB for its 2,500 images), the
+regenerated scenes' labels in ``DIR/train/.grounding_probe_dense.pt`` (about 2 minutes to build).
 """
 
 from __future__ import annotations
