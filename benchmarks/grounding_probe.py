@@ -170,7 +170,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             raise SystemExit("--dense-aux needs a synthetic dataset (rs2sam2 synth: stats.json)")
         aux_head = torch.nn.Linear(ue_config.embed_dim, labels.shape[1])
     train = [i for i, s in enumerate(data["split"]) if s == "train"]
-    val = [i for i, s in enumerate(data["split"]) if s == "val"]
+    val = [i for i, s in enumerate(data["split"]) if s == args.val_split]
+    if not val:
+        raise SystemExit(f"no expressions of split {args.val_split!r} in {args.data}")
     params = [*union.parameters(), *generator.parameters(), *(aux_head.parameters() if aux_head else ())]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
@@ -305,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dense-aux", type=float, default=0.0, help="weight of a loss: categories/colours per patch"
     )
     ap.add_argument("--eval-only", action="store_true", help="only evaluate the starting model")
+    ap.add_argument("--val-split", default="val", help="the split measured (default: val)")
     ap.add_argument("--save", help="write the trained union encoder + prompt generator (.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)

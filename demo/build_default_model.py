@@ -20,9 +20,12 @@ Every step the shipped model went through, in order (each can be run alone with 
 5. ``evaluate``:  ``rs2sam2 evaluate`` of the final model on the held-out test set, with and without
                   ``--shuffle-text``, and on the first 640 training expressions (does it fit its own data?).
 6. ``analyze``:   the test metrics per expression type, category and target size (``test_breakdown.json``).
-7. ``examples``:  the app's showcase examples, chosen from the test set by a fixed rule
+7. ``grounding``: where the model's pseudo-mask peaks on the test set (on the referred object, on any
+                  object of the named category, against a random pick among them), per expression type
+                  (``benchmarks/grounding_probe.py --eval-only``; ``test_grounding.json``).
+8. ``examples``:  the app's showcase examples, chosen from the test set by a fixed rule
                   (:func:`select_examples`), copied into ``demo/examples`` with ``demo/examples.json``.
-8. ``package``:   copy the final model into ``demo/`` with a model card carrying the measured metrics.
+9. ``package``:   copy the final model into ``demo/`` with a model card carrying the measured metrics.
 
 Usage::
 
@@ -43,7 +46,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "demo" / "rs2sam2-tiny-synthetic"
-STEPS = ("data", "tokenizer", "train", "continue", "evaluate", "analyze", "examples", "package")
+STEPS = ("data", "tokenizer", "train", "continue", "evaluate", "analyze", "grounding", "examples", "package")
 EXAMPLES_DIR = REPO / "demo" / "examples"
 EXAMPLES_FILE = REPO / "demo" / "examples.json"
 AREA_BINS = ((0, 200), (200, 500), (500, 1000), (1000, 10**9))  # target area in pixels of the 256² image
@@ -190,6 +193,20 @@ def step_analyze(work: Path) -> None:
             print(f"  {value:<20} n={m['samples']:<4} mIoU {m['mIoU']:6.2f}  oIoU {m['oIoU']:6.2f}")
 
 
+def step_grounding(work: Path) -> None:
+    """Where the shipped model's pseudo-mask peaks on the test set (``benchmarks/grounding_probe.py
+    --eval-only``): on the referred object, on any object of the named category, and the rate of a random
+    pick among that category's objects, per expression type; written to ``WORK/test_grounding.json``."""
+    out = work / "test_grounding.jsonl"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "grounding_probe.py"), "--data", str(work / "test")]
+    cmd += ["--init", str(final_run(work) / "best"), "--eval-only", "--val-split", "test", "--out", str(out)]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    record = json.loads(out.read_text().splitlines()[-1])
+    (work / "test_grounding.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _mask(work: Path, rel: str) -> np.ndarray:
     from PIL import Image
 
@@ -275,8 +292,23 @@ def _breakdown_markdown(breakdown: dict) -> str:
     return "".join(parts)
 
 
-def _limitations(test: dict) -> str:
-    """The model card's limitations paragraph, from the measured test metrics."""
+def _grounding_sentence(grounding: dict) -> str:
+    """What the pseudo-mask finds (:func:`step_grounding`), in one sentence of the model card."""
+    colour = grounding["by_type"].get("colour")
+    read = f" (colour expressions: {colour[1]:.0f} % against {colour[3]:.0f} % by chance)" if colour else ""
+    on_category, peak, chance = (grounding[k] for k in ("peak_category", "peak", "chance"))
+    return (
+        f"Which object? Its pseudo-mask peaks on an object of the named category in {on_category:.0f} % of "
+        f"the test expressions, but on the referred one in {peak:.0f} %, about what a random pick among the "
+        f"objects of that category gives ({chance:.0f} %): it has learned the categories and a little "
+        f"colour{read}, not measurably positions, sizes or relations (`eval_test_grounding.json`; per type "
+        "in `docs/training_probes.md`, which traces the positions to a union-encoder position table that "
+        "training from random weights left without geometry). "
+    )
+
+
+def _limitations(test: dict, grounding: dict) -> str:
+    """The model card's limitations paragraph, from the measured test metrics and pseudo-mask peaks."""
     reached = test["mIoU"] >= 60 and test["oIoU"] >= 60
     return (
         "**Limitations.** "
@@ -288,11 +320,12 @@ def _limitations(test: dict) -> str:
             "(`docs/training_probes.md` has the curves). "
         )
         + "Targets are small (0.6 % of the image on average) and every scene holds several objects of the "
-        "referred category; relations (nearest to, ordinal, between) are the hardest (table below). "
-        f"{test['Pr@0.5']:.1f} % of the test expressions reach IoU 0.5: most masks cover the right object in "
-        "part, or another object. The app's examples (`demo/examples.json`) are test expressions it segments "
-        "with IoU ≥ 0.6, chosen by a fixed rule (`select_examples` in the build script): they show what the "
-        "method does when it works, not a typical result.\n\n"
+        "referred category. "
+        + _grounding_sentence(grounding)
+        + f"{test['Pr@0.5']:.1f} % of the test expressions reach IoU 0.5: most masks cover the right object "
+        "in part, or another object. The app's examples (`demo/examples.json`) are test expressions it "
+        "segments with IoU ≥ 0.6, chosen by a fixed rule (`select_examples` in the build script): they show "
+        "what the method does when it works, not a typical result.\n\n"
     )
 
 
@@ -345,7 +378,7 @@ def step_package(work: Path) -> None:
         f"{steps:,} steps of batch 8 in all on 2 CPU cores (about 4 hours), AdamW 5e-4 / 1e-3, ×0.1 in the "
         f"last epoch of each stage. Validation mIoU per epoch: {curve}; the pseudo-mask's mean probability "
         f"on target / background cells: {separation} (`training_log_stage*.jsonl`).\n\n"
-        + _limitations(test)
+        + _limitations(test, json.loads((work / "test_grounding.json").read_text()))
         + "Rebuild it with `python demo/build_default_model.py --work DIR` (about 4.5 hours on 2 CPU cores; "
         "both training steps resume an interrupted run)."
         + _breakdown_markdown(json.loads((work / "test_breakdown.json").read_text()))
@@ -366,7 +399,8 @@ def step_package(work: Path) -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     model.save_pretrained(TARGET, processor=processor, card=card)
-    for name in ["test.json", "test_shuffled.json", "test_breakdown.json", "train_subset.json"]:
+    evaluations = ["test.json", "test_shuffled.json", "test_breakdown.json", "train_subset.json"]
+    for name in [*evaluations, "test_grounding.json"]:
         shutil.copy(work / name, TARGET / f"eval_{name}")
     for i, d in enumerate(stages):
         shutil.copy(d / "metrics.jsonl", TARGET / f"training_log_stage{i + 1}.jsonl")

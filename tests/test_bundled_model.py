@@ -101,6 +101,11 @@ def test_the_card_reports_the_text_blind_control():
     assert test["mIoU"] - blind["mIoU"] > 10  # measured 23.58 vs 5.47
     card = (DEFAULT_MODEL / "README.md").read_text()
     assert f"mIoU {blind['mIoU']:.2f}" in card and "pseudo-mask loss" in card
+    # where its pseudo-mask peaks on the test set (build step "grounding"), as the card says
+    grounding = json.loads((DEFAULT_MODEL / "eval_test_grounding.json").read_text())
+    assert sum(n for n, *_ in grounding["by_type"].values()) == test["num_samples"]
+    assert grounding["chance"] <= grounding["peak"] < grounding["peak_category"]  # measured 27.0, 28.1, 92.3
+    assert f"but on the referred one in {grounding['peak']:.0f} %" in card
 
 
 def test_build_script_breaks_the_test_metrics_down(tmp_path):
@@ -165,3 +170,27 @@ def test_build_script_selects_showcase_examples_by_a_fixed_rule():
     # the pair on image b first; then ship and tree clump (new categories); then ordinal (new type)
     assert chosen == ["b-0", "b-1", "a-0", "e-0", "c-0"]
     assert "d-0" not in [r["id"] for r in build.select_examples(csv_rows, records, types, count=10)]
+
+
+def test_build_script_says_where_the_pseudo_mask_peaks():
+    """The model card's sentence from the ``grounding`` step's record (hand-made numbers), with and
+    without colour expressions in the test set."""
+    sys.path.insert(0, str(REPO / "demo"))
+    try:
+        import build_default_model as build
+    finally:
+        sys.path.remove(str(REPO / "demo"))
+    record = {
+        "peak": 28.12,
+        "peak_category": 92.34,
+        "chance": 26.95,
+        "by_type": {"colour": [97, 41.2, 89.7, 26.2]},
+    }
+    sentence = build._grounding_sentence(record)
+    assert (
+        "named category in 92 %" in sentence and "referred one in 28 %" in sentence and "(27 %)" in sentence
+    )
+    assert "colour expressions: 41 % against 26 % by chance" in sentence
+    record["by_type"] = {"size": [10, 20.0, 90.0, 25.0]}
+    assert "colour expressions" not in build._grounding_sentence(record)
+    assert "referred one in 28 %" in build._limitations({"mIoU": 23.6, "oIoU": 21.0, "Pr@0.5": 8.1}, record)
