@@ -102,12 +102,15 @@ def load_split_tensors(data: Path, processor: RS2SAM2Processor, grid: int) -> di
             index_of[r["image"]] = len(images)
             _, union, _ = processor.preprocess_image(Image.open(data / r["image"]).convert("RGB"))
             images.append(union.half())
-    masks = torch.stack([torch.from_numpy(np.array(Image.open(data / r["mask"])) > 0) for r in records])
+    targets = []  # reduced to the grid a mask at a time: a whole dataset of full-size masks need not fit
+    for r in records:
+        mask = torch.from_numpy(np.array(Image.open(data / r["mask"])) > 0)
+        targets.append(grid_target(mask[None], grid)[0])
     ids, attention = processor.tokenize([r["expression"] for r in records])
     tensors = {
         "images": torch.stack(images),
         "image": torch.tensor([index_of[r["image"]] for r in records]),
-        "grid": grid_target(masks, grid),
+        "grid": torch.stack(targets),
         "ids": ids,
         "attention": attention,
         "split": [r["split"] for r in records],
