@@ -302,8 +302,8 @@ def _grounding_sentence(grounding: dict) -> str:
         f"the test expressions, but on the referred one in {peak:.0f} %, about what a random pick among the "
         f"objects of that category gives ({chance:.0f} %): it has learned the categories and a little "
         f"colour{read}, not measurably positions, sizes or relations (`eval_test_grounding.json`; per type "
-        "in `docs/training_probes.md`, which traces the positions to a union-encoder position table that "
-        "training from random weights left without geometry). "
+        "in `docs/training_probes.md`, with the probes that tried to teach them: position codes with "
+        "geometry, 4.7× more scenes). "
     )
 
 

@@ -70,10 +70,9 @@ class TrainConfig:
         position_init: where the union encoder's patch position table starts
             (:data:`.positions.POSITION_INITS`): ``"model"`` as built or loaded (official), ``"sincos"``
             fixed 2-D sine-cosine codes of each patch's row and column written over it, ``"add-sincos"``
-            those codes added to it. Applied once, when the
-            trainer is built (a resumed run restores the table from its checkpoint); the table stays
-            trainable. Not in the paper: for union encoders trained from random weights, whose learned table
-            keeps no geometry (:mod:`.positions`).
+            those codes added to it. Applied once, when the trainer is built (a resumed run restores the
+            table from its checkpoint); the table stays trainable. Not in the paper: for union encoders
+            trained from random weights, whose learned table keeps no geometry (:mod:`.positions`).
         occlusion: RRSIS-D random-box occlusion of 20 % of the train refs (official for RRSIS-D only).
         max_steps: stop after this many optimiser steps (quick runs); ``None``: run all epochs.
         log_every: write a train record to ``metrics.jsonl`` every this many steps.

@@ -9,6 +9,11 @@ position expressions ("the uppermost tank"). Writing fixed 2-D sine-cosine codes
 the table (the scheme of MAE, He et al. 2022: a quarter of the channels each for sin/cos of the row and of
 the column, frequencies ``1 / 10000^(k / (C/4))``) gives the encoder the geometry from the first step; the
 table stays trainable.
+
+Measured (``docs/training_probes.md``, union encoder + prompt generator trained alone from random weights):
+the codes help early (val peak on the target 20.5 against 17.3 % after 46,496 samples) and the table
+keeps its geometry, but after 120,000 samples the val peak rate is at the level of a random pick among
+the named category's objects either way: geometry alone does not teach the `tiny` encoder positions.
 """
 
 from __future__ import annotations
