@@ -179,17 +179,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     params = [*union.parameters(), *generator.parameters(), *(aux_head.parameters() if aux_head else ())]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
-    def forward(index, aux: bool = False):
+    def forward(index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pseudo-mask logits, grid targets and the union encoder's patch tokens of samples ``index``."""
         index = torch.as_tensor(index)
         ids, attention = data["ids"][index], data["attention"][index]
         length = int(attention.sum(1).max())
         out = union(data["images"][data["image"][index]].float(), ids[:, :length], attention[:, :length])
         logits = generator(out.cls_token, out.patch_tokens).pseudo_logits
-        if not aux:
-            return logits, data["grid"][index]
-        cells = aux_head(out.patch_tokens).transpose(1, 2).reshape(len(index), -1, grid, grid)
-        aux_loss = torch.nn.functional.binary_cross_entropy_with_logits(cells, labels[data["image"][index]])
-        return logits, data["grid"][index], aux_loss
+        return logits, data["grid"][index], out.patch_tokens
 
     type_of = {}
     if (Path(args.data) / "expression_types.json").is_file():
@@ -207,7 +204,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         hits, on_category, chance = [], [], []
         for start in range(0, len(split), 64):
             index = torch.tensor(split[start : start + 64])
-            logits, target = forward(index)
+            logits, target, _ = forward(index)
             hits += peak_in_target(logits, target[:, 0]).tolist()
             if labels is not None:
                 cells = labels[data["image"][index], category[index]].flatten(1)  # (B, g²) named category
@@ -260,12 +257,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             lr = args.lr * min(1, (step + 1) / args.warmup) * cosine
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            if aux_head is None:
-                logits, target = forward(order[first : first + args.batch_size])
-                loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax")
-            else:
-                logits, target, aux_loss = forward(order[first : first + args.batch_size], aux=True)
-                loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax") + args.dense_aux * aux_loss
+            index = torch.as_tensor(order[first : first + args.batch_size])
+            logits, target, patches = forward(index)
+            loss = pseudo_mask_loss(logits, target[:, 0], kind="bce_softmax")
+            if aux_head is not None:  # which categories and colours each patch holds
+                cells = aux_head(patches).transpose(1, 2).reshape(len(index), -1, grid, grid)
+                truth = labels[data["image"][index]]
+                dense = torch.nn.functional.binary_cross_entropy_with_logits(cells, truth)
+                loss = loss + args.dense_aux * dense
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

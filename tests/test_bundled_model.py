@@ -108,14 +108,20 @@ def test_the_card_reports_the_text_blind_control():
     assert f"but on the referred one in {grounding['peak']:.0f} %" in card
 
 
+def _build_script():
+    """``demo/build_default_model.py`` as a module."""
+    sys.path.insert(0, str(REPO / "demo"))
+    try:
+        import build_default_model
+    finally:
+        sys.path.remove(str(REPO / "demo"))
+    return build_default_model
+
+
 def test_build_script_breaks_the_test_metrics_down(tmp_path):
     """``build_default_model.py --steps analyze``: mIoU / oIoU per expression type, category and target
     size, from the evaluation's per-sample rows (hand-computed values)."""
-    sys.path.insert(0, str(REPO / "demo"))
-    try:
-        import build_default_model as build
-    finally:
-        sys.path.remove(str(REPO / "demo"))
+    build = _build_script()
     (tmp_path / "test" / "masks").mkdir(parents=True)
     rows = [  # id, I, U, category, target area (px), expression type
         ("a", 50, 100, "ship", 150, "colour"),
@@ -150,11 +156,7 @@ def test_build_script_breaks_the_test_metrics_down(tmp_path):
 def test_build_script_selects_showcase_examples_by_a_fixed_rule():
     """``select_examples``: only IoU >= 0.6; first the image with the most well-segmented expressions
     (a pair on one image), then new categories, then new expression types, best IoU first."""
-    sys.path.insert(0, str(REPO / "demo"))
-    try:
-        import build_default_model as build
-    finally:
-        sys.path.remove(str(REPO / "demo"))
+    build = _build_script()
     rows = [  # id, IoU, category, image, type
         ("a-0", 0.95, "ship", "a", "colour"),
         ("b-0", 0.90, "vehicle", "b", "size"),
@@ -175,11 +177,7 @@ def test_build_script_selects_showcase_examples_by_a_fixed_rule():
 def test_build_script_says_where_the_pseudo_mask_peaks():
     """The model card's sentence from the ``grounding`` step's record (hand-made numbers), with and
     without colour expressions in the test set."""
-    sys.path.insert(0, str(REPO / "demo"))
-    try:
-        import build_default_model as build
-    finally:
-        sys.path.remove(str(REPO / "demo"))
+    build = _build_script()
     record = {
         "peak": 28.12,
         "peak_category": 92.34,
