@@ -13,7 +13,9 @@ Unlike ``rs2sam2 train --stage grounding`` it keeps every image preprocessed in 
 (the 224² union-encoder input, stored as float16) and runs a fixed sample budget with a warm-up and a cosine
 schedule, so probes compare at equal samples seen. Options beyond the model's size: ``--position-init``
 (as ``rs2sam2 train``), ``--dense-aux W`` (a loss on which categories and colours each patch holds, from
-the regenerated scenes), ``--eval-only`` (measure the starting model), ``--save`` (keep the trained part).
+the regenerated scenes), ``--train-types`` (train on some expression types only; the records add
+``peak_trained_types``, the val peak on those types), ``--eval-only`` (measure the starting model),
+``--save`` (keep the trained part).
 
     python benchmarks/grounding_probe.py --data DIR/train --out probe.jsonl --samples 46496 \\
         --union-encoder '{"num_layers": 8}'
@@ -139,6 +141,26 @@ def position_geometry(union: UnionEncoder) -> list[float]:
     return out
 
 
+def split_indices(
+    splits: list[str], type_of: dict[int, str], val_split: str, train_types: list[str] | None
+) -> tuple[list[int], list[int], list[int]]:
+    """The samples trained on, the samples measured (split ``val_split``) and, of those, the ones of the
+    trained types: all of them without ``train_types``, else only expressions of those types (``type_of``:
+    sample index -> expression type). Unknown types or an empty split are a clear error."""
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    val = [i for i, s in enumerate(splits) if s == val_split]
+    if not val:
+        raise SystemExit(f"no expressions of split {val_split!r} in the dataset")
+    if not train_types:
+        return train, val, val
+    unknown = sorted(set(train_types) - set(type_of.values()))
+    if unknown:
+        known = sorted(set(type_of.values())) or "none (no expression_types.json)"
+        raise SystemExit(f"--train-types: unknown expression types {unknown}; the dataset has {known}")
+    train = [i for i in train if type_of[i] in train_types]
+    return train, val, [i for i in val if type_of[i] in train_types]
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     base = Path(args.init) if args.init else default_model_dir()
@@ -172,10 +194,6 @@ def run(args: argparse.Namespace) -> list[dict]:
         if labels is None:
             raise SystemExit("--dense-aux needs a synthetic dataset (rs2sam2 synth: stats.json)")
         aux_head = torch.nn.Linear(ue_config.embed_dim, labels.shape[1])
-    train = [i for i, s in enumerate(data["split"]) if s == "train"]
-    val = [i for i, s in enumerate(data["split"]) if s == args.val_split]
-    if not val:
-        raise SystemExit(f"no expressions of split {args.val_split!r} in {args.data}")
     params = [*union.parameters(), *generator.parameters(), *(aux_head.parameters() if aux_head else ())]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
@@ -192,6 +210,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     if (Path(args.data) / "expression_types.json").is_file():
         types = json.loads((Path(args.data) / "expression_types.json").read_text())
         type_of = {i: types.get(r["id"], "unknown") for i, r in enumerate(manifest)}
+
+    train, val, val_trained = split_indices(data["split"], type_of, args.val_split, args.train_types)
+    if len(train) < args.batch_size and not args.eval_only:
+        raise SystemExit(f"{len(train)} training expressions, fewer than a batch of {args.batch_size}")
 
     @torch.no_grad()
     def peak(by_type: bool = False, split: list[int] = val) -> dict:
@@ -271,9 +293,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             optimizer.step()
             step += 1
             if step % args.eval_every == 0:
+                trained = {"peak_trained_types": peak(split=val_trained)["peak"]} if args.train_types else {}
                 emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
                       "loss": round(loss.item(), 3), **peak(),
-                      "train_peak": peak(split=train_probe)["peak"]})  # fmt: skip
+                      "train_peak": peak(split=train_probe)["peak"], **trained})  # fmt: skip
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
@@ -307,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--dense-aux", type=float, default=0.0, help="weight of a loss: categories/colours per patch"
+    )
+    ap.add_argument(
+        "--train-types", nargs="+", help="train on these expression types only (expression_types.json)"
     )
     ap.add_argument("--eval-only", action="store_true", help="only evaluate the starting model")
     ap.add_argument("--val-split", default="val", help="the split measured (default: val)")

@@ -129,3 +129,36 @@ def test_position_geometry_tells_codes_from_a_random_table():
     codes_r2 = probe.position_geometry(union)
     assert all(r > 0.99 for r in codes_r2), codes_r2
     assert all(r < 0.5 for r in random_r2), random_r2
+
+
+def test_training_on_some_expression_types(tmp_path):
+    """``--train-types`` keeps the training samples of those types and measures the val ones apart; an
+    unknown type is a clear error. A run's ``peak_trained_types`` is the final record's per-type peak."""
+    probe = load_benchmark("grounding_probe")
+    splits = ["train", "val", "train", "val", "train", "val"]
+    type_of = dict(enumerate(["colour", "colour", "size", "size", "colour", "ordinal"]))
+    assert probe.split_indices(splits, type_of, "val", None) == ([0, 2, 4], [1, 3, 5], [1, 3, 5])
+    assert probe.split_indices(splits, type_of, "val", ["colour"]) == ([0, 4], [1, 3, 5], [1])
+    assert probe.split_indices(splits, type_of, "val", ["colour", "size"]) == ([0, 2, 4], [1, 3, 5], [1, 3])
+    with pytest.raises(SystemExit, match="unknown expression types \\['colour_'\\]"):
+        probe.split_indices(splits, type_of, "val", ["colour_"])
+    with pytest.raises(SystemExit, match="no expressions of split 'test'"):
+        probe.split_indices(splits, type_of, "test", None)
+
+    data = tmp_path / "scenes"
+    generate_dataset(data, 12, seed=4, splits=(0.5, 0.5, 0), write_rrsisd=False)
+    types = json.loads((data / "expression_types.json").read_text())
+    records = read_manifest(data / "manifest.jsonl")
+    in_both = {types[r.id] for r in records if r.split == "train"} & {
+        types[r.id] for r in records if r.split == "val"
+    }
+    trained = sorted(in_both, key=lambda t: -sum(types[r.id] == t for r in records if r.split == "train"))[0]
+    out = tmp_path / "typed.jsonl"
+    args = ["--data", str(data), "--samples", "4", "--batch-size", "4", "--eval-every", "1"]
+    assert probe.main([*args, "--out", str(out), "--train-types", trained]) == 0
+    first, last = (json.loads(line) for line in out.read_text().splitlines())
+    assert first["peak_trained_types"] == last["by_type"][trained][1]  # the same weights, measured apart
+    with pytest.raises(SystemExit, match="unknown expression types"):
+        probe.main([*args, "--train-types", "no_such_type"])
+    with pytest.raises(SystemExit, match="fewer than a batch of 1000"):
+        probe.main([*args, "--batch-size", "1000"])
