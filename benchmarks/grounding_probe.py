@@ -8,7 +8,8 @@ and on as many training expressions (``train_peak``). On a synthetic dataset (``
 scenes it generates again) it also reports how often the peak lies on *any* object of the named category
 (``peak_category``); the last record adds ``chance``, the rate of a peak on a random object of that
 category, everything per expression type (``by_type``: expressions, peak, peak_category, chance), and
-``position_r2``, how well a patch's row and column can be read linearly from its position vector.
+``position_r2``, how well a patch's row and column can be read linearly from its position vector, and
+``token_position_r2``, the same from the union encoder's output patch tokens.
 Unlike ``rs2sam2 train --stage grounding`` it keeps every image preprocessed in memory
 (the 224² union-encoder input, stored as float16) and runs a fixed sample budget with a warm-up and a cosine
 schedule, so probes compare at equal samples seen. Options beyond the model's size: ``--position-init``
@@ -121,24 +122,54 @@ def load_split_tensors(data: Path, processor: RS2SAM2Processor, grid: int) -> di
     return tensors
 
 
+def _held_out_r2(x: torch.Tensor, coords: torch.Tensor, fit: torch.Tensor, held: torch.Tensor) -> list[float]:
+    """R² on the ``held`` rows of a ridge regression (λ = 1, with intercept) fitted on the ``fit`` rows, of
+    each column of ``coords`` (N, 2) from ``x`` (N, C); rounded to 3 decimals."""
+    x = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    a = x[fit]
+    out = []
+    for y in coords.double().T:
+        beta = torch.linalg.solve(a.T @ a + torch.eye(a.shape[1], dtype=torch.float64), a.T @ y[fit])
+        residual = ((x[held] @ beta - y[held]) ** 2).sum()
+        out.append(round(float(1 - residual / ((y[held] - y[held].mean()) ** 2).sum()), 3))
+    return out
+
+
+def _patch_coords(g: int) -> torch.Tensor:
+    """(g², 2): the row and column of each patch, in the union encoder's raster order."""
+    return torch.stack([torch.arange(g * g) // g, torch.arange(g * g) % g], dim=1)
+
+
+def _half_of_the_patches(g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random half of the g² patch positions and the other half."""
+    order = torch.randperm(g * g, generator=torch.Generator().manual_seed(0))
+    return order[: g * g // 2], order[g * g // 2 :]
+
+
 def position_geometry(union: UnionEncoder) -> list[float]:
     """How well a patch's row and column can be read linearly from its position vector: held-out R² of a
     ridge regression (λ = 1) fitted on a fixed random half of the patches, ``[row, column]``. Near 1 for
     sine-cosine codes; near or below 0 for a table with no geometry, such as a random one."""
     cfg = union.config
     g, first = cfg.grid_size, cfg.position_offset + 1
-    table = union.beit3.encoder.embed_positions.A.weight.detach().double()[first : first + g * g]
-    x = torch.cat([table, torch.ones(g * g, 1, dtype=torch.float64)], dim=1)
-    order = torch.randperm(g * g, generator=torch.Generator().manual_seed(0))
-    fit, held = order[: g * g // 2], order[g * g // 2 :]
-    out = []
-    for coord in (torch.arange(g * g) // g, torch.arange(g * g) % g):
-        y = coord.double()
-        a = x[fit]
-        beta = torch.linalg.solve(a.T @ a + torch.eye(a.shape[1], dtype=torch.float64), a.T @ y[fit])
-        residual = ((x[held] @ beta - y[held]) ** 2).sum()
-        out.append(round(float(1 - residual / ((y[held] - y[held].mean()) ** 2).sum()), 3))
-    return out
+    table = union.beit3.encoder.embed_positions.A.weight.detach()[first : first + g * g]
+    fit, held = _half_of_the_patches(g)
+    return _held_out_r2(table, _patch_coords(g), fit, held)
+
+
+def token_geometry(patch_tokens: torch.Tensor) -> list[float]:
+    """The same for the union encoder's *output* patch tokens (N, g², C) of N images, which the prompt
+    generator reads: fitted on the first half of the images at half of the patch positions, R² on the other
+    images at the other positions, ``[row, column]``. A sentence such as "in the lower half" can only select
+    cells through a linear function of these tokens; below 0 there is no such geometry to use."""
+    n, p, c = patch_tokens.shape
+    g = math.isqrt(p)
+    fit_at, held_at = _half_of_the_patches(g)
+    images = torch.arange(n)
+    fit = (images[: n // 2, None] * p + fit_at[None]).flatten()
+    held = (images[n // 2 :, None] * p + held_at[None]).flatten()
+    coords = _patch_coords(g).repeat(n, 1)
+    return _held_out_r2(patch_tokens.detach().reshape(n * p, c), coords, fit, held)
 
 
 def split_indices(
@@ -253,6 +284,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             }
         return out
 
+    @torch.no_grad()
+    def val_token_geometry() -> list[float]:
+        """:func:`token_geometry` of the output patch tokens of the first (up to) 200 val expressions."""
+        union.eval(), generator.eval()
+        tokens = torch.cat([forward(val[i : i + 64])[2] for i in range(0, min(len(val), 200), 64)])
+        union.train(), generator.train()
+        return token_geometry(tokens[:200])
+
     # A fixed sample of training expressions, as many as val, measured the same way: the gap between the two
     # tells memorising from learning.
     train_probe = sorted(
@@ -300,7 +339,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             if progress() >= 1:
                 break
     emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
-          "final": True, **peak(by_type=True), "position_r2": position_geometry(union)})  # fmt: skip
+          "final": True, **peak(by_type=True), "position_r2": position_geometry(union),
+          "token_position_r2": val_token_geometry()})  # fmt: skip
     if args.save:
         from safetensors.torch import save_file
 

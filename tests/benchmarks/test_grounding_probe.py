@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from rs2sam2.data.manifest import read_manifest
 from rs2sam2.data.synthetic import CATEGORIES, COLOURS, generate_dataset, generate_image
-from rs2sam2.training.positions import init_patch_positions
+from rs2sam2.training.positions import init_patch_positions, sincos_2d
 
 from ..conftest import load_benchmark
 
@@ -92,6 +92,9 @@ def test_dense_labels_and_the_probe_options(tmp_path):
     assert records[-1]["final"] is True and np.isfinite(records[0]["loss"])
     assert 0 <= records[-1]["peak"] <= records[-1]["peak_category"] <= 100  # the target is of its category
     assert 0 <= records[0]["train_peak"] <= 100 and "train_peak" not in records[-1]
+    assert len(records[-1]["token_position_r2"]) == 2 and all(
+        r <= 1 for r in records[-1]["token_position_r2"]
+    )
     val = [r for r in read_manifest(data / "manifest.jsonl") if r.split == "val"]
     per_sample = [1 / scenes["counts"][int(r.image_id), CATEGORIES.index(r.category)] for r in val]
     assert records[-1]["chance"] == pytest.approx(100 * float(np.mean(per_sample)), abs=0.01)
@@ -129,6 +132,23 @@ def test_position_geometry_tells_codes_from_a_random_table():
     codes_r2 = probe.position_geometry(union)
     assert all(r > 0.99 for r in codes_r2), codes_r2
     assert all(r < 0.5 for r in random_r2), random_r2
+
+
+def test_token_geometry_reads_positions_from_output_tokens():
+    """Output tokens that carry sine-cosine codes (plus per-image noise) have a linear geometry at held-out
+    positions and images; the same per-position vectors drawn at random have none, nor tokens without any
+    position; a hand-made case: tokens equal to (row, column) give exactly 1."""
+    probe = load_benchmark("grounding_probe")
+    g, n, c = 14, 20, 64
+    torch.manual_seed(0)
+    noise = 0.1 * torch.randn(n, g * g, c)
+    codes = sincos_2d(g, c).float()
+    assert all(r > 0.95 for r in probe.token_geometry(codes[None] + noise))
+    assert all(r < 0.3 for r in probe.token_geometry(torch.randn(g * g, c)[None] + noise))
+    assert all(r < 0.05 for r in probe.token_geometry(torch.randn(n, 1, c).expand(n, g * g, c) + noise))
+    coords = torch.stack([torch.arange(g * g) // g, torch.arange(g * g) % g], dim=1).float()
+    exact = probe.token_geometry(coords[None].expand(n, g * g, 2).contiguous())
+    assert exact == pytest.approx([1.0, 1.0], abs=2e-3)  # the ridge's λ = 1 shrinks a hair
 
 
 def test_training_on_some_expression_types(tmp_path):
