@@ -303,7 +303,7 @@ def _grounding_sentence(grounding: dict) -> str:
         f"objects of that category gives ({chance:.0f} %): it has learned the categories and a little "
         f"colour{read}, not measurably positions, sizes or relations (`eval_test_grounding.json`; per type "
         "in `docs/training_probes.md`, with the probes that tried to teach them: position codes with "
-        "geometry, 4.7× more scenes). "
+        "geometry, 4.7× more scenes, both at once, one expression type at a time). "
     )
 
 
