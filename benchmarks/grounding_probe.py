@@ -332,7 +332,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             optimizer.step()
             step += 1
             if step % args.eval_every == 0:
-                trained = {"peak_trained_types": peak(split=val_trained)["peak"]} if args.train_types else {}
+                trained = {"peak_trained_types": peak(split=val_trained)["peak"] if val_trained else None}
+                trained = trained if args.train_types else {}  # None: no val expression of those types
                 emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
                       "loss": round(loss.item(), 3), **peak(),
                       "train_peak": peak(split=train_probe)["peak"], **trained})  # fmt: skip
