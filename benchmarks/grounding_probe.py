@@ -288,9 +288,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     def val_token_geometry() -> list[float]:
         """:func:`token_geometry` of the output patch tokens of the first (up to) 200 val expressions."""
         union.eval(), generator.eval()
-        tokens = torch.cat([forward(val[i : i + 64])[2] for i in range(0, min(len(val), 200), 64)])
+        first = val[:200]
+        tokens = torch.cat([forward(first[i : i + 64])[2] for i in range(0, len(first), 64)])
         union.train(), generator.train()
-        return token_geometry(tokens[:200])
+        return token_geometry(tokens)
 
     # A fixed sample of training expressions, as many as val, measured the same way: the gap between the two
     # tells memorising from learning.
@@ -332,8 +333,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             optimizer.step()
             step += 1
             if step % args.eval_every == 0:
-                trained = {"peak_trained_types": peak(split=val_trained)["peak"] if val_trained else None}
-                trained = trained if args.train_types else {}  # None: no val expression of those types
+                trained = {}
+                if args.train_types:  # None: the val split holds no expression of those types
+                    trained["peak_trained_types"] = peak(split=val_trained)["peak"] if val_trained else None
                 emit({"step": step, "samples": step * args.batch_size, "seconds": round(time.time() - start),
                       "loss": round(loss.item(), 3), **peak(),
                       "train_peak": peak(split=train_probe)["peak"], **trained})  # fmt: skip
